@@ -1,0 +1,62 @@
+# freshet: every command a user or CI needs. `make demo` and `make test` do all set-up themselves.
+# Heavy artefacts live outside the clone, keyed by version: uv and the Kafka jars and the Weaviate
+# binary under $(FRESHET_CACHE), wheels in uv's cache (~/.cache/uv).
+
+SHELL := /bin/bash
+UV_VERSION := 0.13.9
+FRESHET_CACHE ?= $(HOME)/.cache/freshet
+UV := $(FRESHET_CACHE)/uv-$(UV_VERSION)/bin/uv
+VENV := .venv
+FRESHET := $(VENV)/bin/freshet
+PYTEST_ARGS ?=
+
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export UV_PYTHON_DOWNLOADS := never
+export FRESHET_CACHE_DIR ?= $(FRESHET_CACHE)
+
+.PHONY: help install up down clean status demo test unit integration lint typecheck
+
+help:
+	@echo "make demo    - start the local stack and index + search this project's docs over Kafka"
+	@echo "make test    - unit and integration tests (starts what they need)"
+	@echo "make up | down | status | clean  - manage the local stack (clean wipes all local data)"
+
+$(UV):
+	python3 -m pip install --quiet --disable-pip-version-check --target $(FRESHET_CACHE)/uv-$(UV_VERSION) uv==$(UV_VERSION)
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --python python3.11
+	@touch $@
+
+install: $(VENV)/.synced
+
+up: install
+	$(FRESHET) stack up
+
+down: install
+	$(FRESHET) stack down
+
+clean: install
+	$(FRESHET) stack clean
+
+status: install
+	$(FRESHET) stack status
+
+demo: up
+	$(FRESHET) demo
+
+test: install
+	$(VENV)/bin/pytest tests $(PYTEST_ARGS)
+
+unit: install
+	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
+
+integration: install
+	$(VENV)/bin/pytest tests/integration $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check freshet schemas streams workers ops tests
+
+typecheck: install
+	$(VENV)/bin/mypy

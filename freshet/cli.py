@@ -1,0 +1,165 @@
+"""The ``freshet`` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from freshet.errors import FreshetError, StackError
+from freshet.log import configure_logging
+from freshet.settings import Settings
+
+SERVICE_CHOICE = click.Choice(["kafka", "weaviate", "indexer", "query"])
+
+
+@click.group()
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """freshet: keep a Weaviate index fresh from Kafka change events, and search it over Kafka."""
+    settings = Settings()
+    configure_logging(settings.log_level)
+    ctx.obj = settings
+
+
+def _fail(exc: FreshetError) -> None:
+    click.secho(f"error: {exc}", fg="red", err=True)
+    sys.exit(1)
+
+
+@main.command()
+@click.argument("role", type=click.Choice(["indexer", "query"]))
+@click.pass_obj
+def worker(settings: Settings, role: str) -> None:
+    """Run one worker in the foreground (what a deployment or docker-compose runs)."""
+    from streams.worker import run
+
+    try:
+        run(settings, role)  # type: ignore[arg-type]
+    except FreshetError as exc:
+        _fail(exc)
+
+
+@main.group()
+def stack() -> None:
+    """Manage the local stack: Kafka, Weaviate and the two workers."""
+
+
+@stack.command("up")
+@click.option("--only", "only", multiple=True, type=SERVICE_CHOICE, help="Start only these services.")
+@click.pass_obj
+def stack_up(settings: Settings, only: tuple[str, ...]) -> None:
+    """Install what is missing and start the services in the background."""
+    from ops.stack import SERVICES, Stack
+
+    st = Stack(settings)
+    try:
+        st.up(only or SERVICES)
+    except StackError as exc:
+        _fail(exc)
+    _print_status(st)
+
+
+@stack.command("down")
+@click.pass_obj
+def stack_down(settings: Settings) -> None:
+    """Stop every service of the local stack."""
+    from ops.stack import Stack
+
+    Stack(settings).down()
+
+
+@stack.command("clean")
+@click.pass_obj
+def stack_clean(settings: Settings) -> None:
+    """Stop everything and wipe all local data (Kafka log, Weaviate data, worker state, logs)."""
+    from ops.stack import Stack
+
+    Stack(settings).clean()
+
+
+@stack.command("status")
+@click.option("--check", is_flag=True, help="Exit non-zero unless every service is healthy.")
+@click.pass_obj
+def stack_status(settings: Settings, check: bool) -> None:
+    """Report each service's health, and the versions the servers report."""
+    from ops.stack import Stack
+
+    healthy = _print_status(Stack(settings))
+    if check and not healthy:
+        sys.exit(1)
+
+
+def _print_status(st: Any) -> bool:
+    ok = True
+    for s in st.status():
+        mark = click.style("up  ", fg="green") if s.healthy else click.style("down", fg="red")
+        click.echo(f"{mark} {s.service:<9} {s.detail}")
+        ok = ok and s.healthy
+    click.echo(f"logs: {st.home / 'logs'}")
+    return ok
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--wait/--no-wait", default=False, help="Block until every event is applied.")
+@click.option("--timeout", default=600.0, show_default=True, help="Seconds to wait with --wait.")
+@click.pass_obj
+def publish(settings: Settings, file: Path, wait: bool, timeout: float) -> None:
+    """Publish change events from a JSON-lines file to the changes topic."""
+    from freshet.publishing import load_events, publish_events
+
+    try:
+        events = load_events(file)
+        publish_events(settings, events, wait=wait, timeout=timeout)
+    except FreshetError as exc:
+        _fail(exc)
+
+
+@main.command()
+@click.argument("query")
+@click.option("--mode", type=click.Choice(["hybrid", "vector", "keyword"]), default="hybrid", show_default=True)
+@click.option("-k", "--top-k", default=10, show_default=True, type=click.IntRange(1, 100))
+@click.option("--tenant", default=None)
+@click.option("--json", "as_json", is_flag=True, help="Print the reply as JSON.")
+@click.option("--timeout", default=30.0, show_default=True)
+@click.pass_obj
+def search(settings: Settings, query: str, mode: str, top_k: int, tenant: str | None, as_json: bool,
+           timeout: float) -> None:
+    """Search over the request topic and print the reply."""
+    from freshet.client import SearchClient
+    from freshet.publishing import print_reply
+
+    try:
+        client = SearchClient(settings.bootstrap_servers, request_topic=settings.topic_requests,
+                              reply_topic=settings.topic_replies, timeout=timeout)
+        try:
+            reply = client.search(query, mode=mode, top_k=top_k, tenant=tenant)
+        finally:
+            client.close()
+    except FreshetError as exc:
+        _fail(exc)
+        return
+    if as_json:
+        click.echo(json.dumps(reply.model_dump(mode="json"), indent=2))
+    else:
+        print_reply(query, reply)
+
+
+@main.command()
+@click.pass_obj
+def demo(settings: Settings) -> None:
+    """Index this project's documentation through Kafka, then search it over Kafka."""
+    from freshet.demo import run_demo
+
+    try:
+        run_demo(settings)
+    except FreshetError as exc:
+        _fail(exc)
+
+
+if __name__ == "__main__":
+    main()

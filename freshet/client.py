@@ -1,0 +1,194 @@
+"""Kafka clients for the services around freshet (kafka-python, synchronous, thread-safe).
+
+* :class:`DocumentPublisher` publishes change events and returns where each landed.
+* :class:`SearchClient` sends search requests and waits for the correlated replies; many requests
+  may be in flight over its one reply consumer.
+* :class:`AppliedWatcher` follows the applied topic, to wait until changes are searchable.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
+
+from freshet.errors import FreshetError, TransientError
+from schemas.applied import AppliedRecord
+from schemas.change import ChangeEvent, document_key
+from schemas.search import CORRELATION_HEADER, REQUEST_ID_HEADER, SearchReply, SearchRequest
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a record landed: usable as a consistency fence."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+def _producer(bootstrap: str) -> KafkaProducer:
+    try:
+        return KafkaProducer(bootstrap_servers=bootstrap.split(","), acks="all", linger_ms=5,
+                             max_request_size=8 * 1024 * 1024, client_id="freshet-client")
+    except (KafkaError, OSError) as exc:
+        raise TransientError(f"Kafka at {bootstrap} is not reachable: {exc}") from exc
+
+
+def _tail_consumer(bootstrap: str, topic: str) -> KafkaConsumer:
+    """A group-less consumer of every partition of ``topic``, positioned at its end."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), enable_auto_commit=False,
+                             group_id=None, client_id="freshet-client")
+    parts = consumer.partitions_for_topic(topic)
+    if not parts:
+        consumer.close()
+        raise FreshetError(f"topic {topic!r} does not exist; is the stack up (make up)?")
+    tps = [TopicPartition(topic, p) for p in sorted(parts)]
+    consumer.assign(tps)
+    consumer.seek_to_end(*tps)
+    for tp in tps:  # resolve the end offsets now, before anything is sent
+        consumer.position(tp)
+    return consumer
+
+
+class DocumentPublisher:
+    """Publishes :class:`ChangeEvent` records keyed by document identity."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self._topic = topic
+        self._producer = _producer(bootstrap)
+
+    def publish(self, event: ChangeEvent) -> Future[Position]:
+        """Send ``event``; the future resolves to its position once the broker acknowledged it."""
+        return self._send(event.key.encode(), event.model_dump_json(exclude_none=True).encode())
+
+    def delete(self, doc_id: str, tenant: str | None = None) -> Future[Position]:
+        """Publish a tombstone (null value) for the document."""
+        return self._send(document_key(tenant, doc_id).encode(), None)
+
+    def _send(self, key: bytes, value: bytes | None) -> Future[Position]:
+        out: Future[Position] = Future()
+        fut = self._producer.send(self._topic, key=key, value=value)
+        fut.add_callback(lambda md: out.set_result(Position(md.topic, md.partition, md.offset)))
+        fut.add_errback(lambda exc: out.set_exception(TransientError(f"publish failed: {exc}")))
+        return out
+
+    def flush(self, timeout: float | None = None) -> None:
+        self._producer.flush(timeout)
+
+    def close(self) -> None:
+        self._producer.close()
+
+
+class _Tail(threading.Thread):
+    """Polls a group-less consumer and hands each record to ``on_record``."""
+
+    def __init__(self, consumer: KafkaConsumer, on_record: Any) -> None:
+        super().__init__(daemon=True, name="freshet-tail")
+        self._consumer = consumer
+        self._on_record = on_record
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            for records in self._consumer.poll(timeout_ms=200).values():
+                for record in records:
+                    self._on_record(record)
+        self._consumer.close()
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=5)
+
+
+class SearchClient:
+    """Request-reply search over Kafka."""
+
+    def __init__(self, bootstrap: str, *, request_topic: str, reply_topic: str, timeout: float = 30.0) -> None:
+        self._request_topic = request_topic
+        self._reply_topic = reply_topic
+        self._timeout = timeout
+        self._pending: dict[str, Future[SearchReply]] = {}
+        self._lock = threading.Lock()
+        self._producer = _producer(bootstrap)
+        self._tail = _Tail(_tail_consumer(bootstrap, reply_topic), self._on_reply)
+        self._tail.start()
+
+    def _on_reply(self, record: Any) -> None:
+        rid = dict(record.headers or []).get(CORRELATION_HEADER, record.key or b"").decode("utf-8", "replace")
+        with self._lock:
+            fut = self._pending.pop(rid, None)
+        if fut is not None and record.value is not None:
+            fut.set_result(SearchReply.model_validate_json(record.value))
+
+    def submit(self, query: str, **fields: Any) -> Future[SearchReply]:
+        """Send a request (fields of :class:`SearchRequest`) without waiting for the reply."""
+        req = SearchRequest(request_id=fields.pop("request_id", None) or uuid.uuid4().hex, query=query,
+                            reply_to=self._reply_topic, **fields)
+        fut: Future[SearchReply] = Future()
+        with self._lock:
+            self._pending[req.request_id] = fut
+        rid = req.request_id.encode()
+        self._producer.send(self._request_topic, key=rid, value=req.model_dump_json(exclude_none=True).encode(),
+                            headers=[(CORRELATION_HEADER, rid), (REQUEST_ID_HEADER, rid)])
+        return fut
+
+    def search(self, query: str, *, timeout: float | None = None, **fields: Any) -> SearchReply:
+        """Send a request and wait for its reply (raises :class:`TransientError` on timeout)."""
+        fut = self.submit(query, **fields)
+        try:
+            return fut.result(timeout or self._timeout)
+        except FutureTimeout as exc:
+            raise TransientError(
+                f"no reply on {self._reply_topic!r} within {timeout or self._timeout:.0f}s; "
+                "is the query worker running (make status)?") from exc
+
+    def close(self) -> None:
+        self._tail.stop()
+        self._producer.close()
+
+
+class AppliedWatcher:
+    """Follows the applied topic from now on, to wait for documents to reach a version."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self._applied: dict[str, int] = {}
+        self._cond = threading.Condition()
+        self._tail = _Tail(_tail_consumer(bootstrap, topic), self._on_record)
+        self._tail.start()
+
+    def _on_record(self, record: Any) -> None:
+        rec = AppliedRecord.model_validate_json(record.value)
+        key = document_key(rec.tenant, rec.doc_id)
+        with self._cond:
+            self._applied[key] = max(rec.version, self._applied.get(key, -1))
+            self._cond.notify_all()
+
+    def count_applied(self, wanted: dict[str, int]) -> int:
+        """How many of ``wanted`` (document key -> version) are applied at that version or later."""
+        with self._cond:
+            return sum(1 for k, v in wanted.items() if self._applied.get(k, -1) >= v)
+
+    def wait(self, wanted: dict[str, int], timeout: float) -> bool:
+        """Block until every document in ``wanted`` is applied (True) or ``timeout`` passes."""
+        with self._cond:
+            return self._cond.wait_for(lambda: all(self._applied.get(k, -1) >= v for k, v in wanted.items()),
+                                       timeout)
+
+    def close(self) -> None:
+        self._tail.stop()
+
+
+def wanted_versions(events: Iterable[ChangeEvent]) -> dict[str, int]:
+    """Document key -> highest version among ``events`` (what to wait for)."""
+    out: dict[str, int] = {}
+    for ev in events:
+        out[ev.key] = max(ev.version, out.get(ev.key, -1))
+    return out

@@ -1,0 +1,102 @@
+"""The one settings object of a freshet process.
+
+Every value comes from an environment variable with the ``FRESHET_`` prefix (or a ``.env`` file in
+the working directory), e.g. ``FRESHET_KAFKA_BOOTSTRAP=broker:9092``. The entry point builds one
+:class:`Settings` and passes it down; nothing else reads ``os.environ``. The README's configuration
+table is the user-facing copy of this file.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Pinned versions of the local stack. Keep in step with ops/kafka/pom.xml and docker-compose.yml.
+KAFKA_VERSION = "3.9.1"
+WEAVIATE_VERSION = "v1.35.2"
+
+
+class Settings(BaseSettings):
+    """Configuration of every freshet process (workers, CLI, launcher, tests)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FRESHET_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    # --- Kafka -------------------------------------------------------------------------------
+    kafka_host: str = Field("127.0.0.1", description="Host the local Kafka broker listens on.")
+    kafka_port: int = Field(9092, description="Port of the local Kafka broker's client listener.")
+    kafka_controller_port: int = Field(9093, description="Port of the local KRaft controller.")
+    kafka_bootstrap: str = Field(
+        "", description="Bootstrap servers (host:port,...); empty means kafka_host:kafka_port."
+    )
+    topic_changes: str = Field("freshet.changes", description="Document change events (input).")
+    topic_requests: str = Field("freshet.search.requests", description="Search requests (input).")
+    topic_replies: str = Field("freshet.search.replies", description="Default reply topic.")
+    topic_applied: str = Field(
+        "freshet.applied", description="One record per applied change: doc, version, chunk ids."
+    )
+    topic_dead_letter: str = Field("freshet.deadletter", description="Rejected records + reason.")
+    topic_metrics: str = Field("freshet.metrics", description="Periodic metric snapshots.")
+    topic_partitions: int = Field(4, ge=1, description="Partitions of the topics freshet creates.")
+    consumer_group_prefix: str = Field("freshet", description="Faust app id / consumer group prefix.")
+
+    # --- Weaviate ----------------------------------------------------------------------------
+    weaviate_host: str = Field("127.0.0.1", description="Weaviate host (HTTP and gRPC).")
+    weaviate_http_port: int = Field(8080, description="Weaviate REST port.")
+    weaviate_grpc_port: int = Field(50051, description="Weaviate gRPC port.")
+    collection: str = Field("FreshetChunk", description="Weaviate collection holding the chunks.")
+
+    # --- Model -------------------------------------------------------------------------------
+    model: str = Field(
+        "", description="sentence-transformers model name or path; empty = bundled all-MiniLM-L6-v2."
+    )
+    model_device: str = Field("cpu", description="Torch device for the embedding model.")
+    embed_batch_size: int = Field(32, ge=1, description="Texts per model forward pass.")
+
+    # --- Indexer -----------------------------------------------------------------------------
+    index_batch_size: int = Field(64, ge=1, description="Max change events per micro-batch.")
+    index_linger_seconds: float = Field(0.5, gt=0, description="Max wait to fill a micro-batch.")
+    max_document_bytes: int = Field(2_000_000, ge=1, description="Larger documents are rejected.")
+
+    # --- Query worker ------------------------------------------------------------------------
+    query_concurrency: int = Field(8, ge=1, description="Search requests handled at once.")
+    default_top_k: int = Field(10, ge=1, le=100, description="Hits per reply when not asked.")
+
+    # --- Workers' HTTP (health, metrics) -----------------------------------------------------
+    indexer_web_port: int = Field(6066, description="Indexer worker HTTP port (/healthz, /metrics).")
+    query_web_port: int = Field(6067, description="Query worker HTTP port (/healthz, /metrics).")
+
+    # --- Local stack -------------------------------------------------------------------------
+    home: Path = Field(Path(".freshet"), description="Data, logs and pid files of the local stack.")
+    cache_dir: Path = Field(
+        Path.home() / ".cache" / "freshet",
+        description="Kafka jars and the Weaviate binary, kept across clones, keyed by version.",
+    )
+    start_timeout_seconds: float = Field(120.0, gt=0, description="Wait for each service to be ready.")
+    log_level: str = Field("INFO", description="Log level of every process.")
+
+    @field_validator("home", "cache_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @cached_property
+    def bootstrap_servers(self) -> str:
+        """The Kafka bootstrap list clients use."""
+        return self.kafka_bootstrap or f"{self.kafka_host}:{self.kafka_port}"
+
+    @cached_property
+    def weaviate_url(self) -> str:
+        return f"http://{self.weaviate_host}:{self.weaviate_http_port}"
+
+    def topics(self) -> list[str]:
+        """Every topic freshet uses (created at start-up when missing)."""
+        return [self.topic_changes, self.topic_requests, self.topic_replies, self.topic_applied,
+                self.topic_dead_letter, self.topic_metrics]
+
+    def worker_web_port(self, role: str) -> int:
+        return self.indexer_web_port if role == "indexer" else self.query_web_port

@@ -1,0 +1,119 @@
+"""The document change event: what producers publish on the changes topic.
+
+The Kafka key is the document identity (``tenant/doc_id``, or ``doc_id`` without a tenant), so
+per-document order holds within a partition. A record with a null value (a tombstone) deletes the
+document named by its key.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from freshet.errors import InvalidEventError
+
+#: Major version of this contract; events may carry ``schema_version`` "1" or "1.x", or omit it.
+SCHEMA_MAJOR = 1
+
+MetadataValue = str | int | float | bool | list[str]
+
+
+class ChangeEvent(BaseModel):
+    """One change to one document."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    doc_id: str = Field(min_length=1, max_length=512, description="Document identity within its tenant.")
+    op: Literal["upsert", "delete"] = Field(description="Replace the document's content, or remove it.")
+    version: int = Field(ge=0, description="Increases per document; a version not above the applied one is stale.")
+    content: str | None = Field(None, description="Full text of this version; required for upsert.")
+    title: str | None = Field(None, description="Display title; defaults to the first heading.")
+    metadata: dict[str, MetadataValue] = Field(
+        default_factory=dict, description="Flat key/value metadata, usable as search filters."
+    )
+    tenant: str | None = Field(None, max_length=128, description="Optional tenant; part of the identity.")
+    content_type: Literal["text/markdown", "text/plain"] = Field(
+        "text/markdown", description="How the content is structured for chunking."
+    )
+    event_id: str | None = Field(None, description="Producer's id for this event (for tracing).")
+    event_time: datetime | None = Field(
+        None, description="RFC 3339 time of the change; defaults to the Kafka record timestamp."
+    )
+    schema_version: str | None = Field(
+        None, description="Contract version, e.g. '1'; absent means the current version."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> ChangeEvent:
+        if self.op == "upsert" and self.content is None:
+            raise ValueError("an upsert needs 'content' (the full text of the new version)")
+        return self
+
+    @property
+    def key(self) -> str:
+        """The Kafka key of this event: the document identity."""
+        return document_key(self.tenant, self.doc_id)
+
+
+def document_key(tenant: str | None, doc_id: str) -> str:
+    """Kafka key for a document: ``tenant/doc_id``, or ``doc_id`` alone without a tenant."""
+    return f"{tenant}/{doc_id}" if tenant else doc_id
+
+
+def parse_change(value: bytes | None, key: bytes | None, *, max_bytes: int) -> ChangeEvent:
+    """Decode one record of the changes topic, or raise :class:`InvalidEventError` with a reason.
+
+    A null value is a tombstone: it deletes the document named by the key (version 0 is never
+    stale against an applied version, so the indexer treats tombstones specially).
+    """
+    if value is None:
+        if not key:
+            raise InvalidEventError("tombstone_without_key", "a tombstone (null value) needs a key naming the document")
+        tenant, _, doc_id = _decode(key, "key").rpartition("/")
+        return ChangeEvent(doc_id=doc_id, op="delete", version=0, tenant=tenant or None)
+    if len(value) > max_bytes:
+        raise InvalidEventError(
+            "oversized", f"event is {len(value)} bytes, above the cap of {max_bytes} (FRESHET_MAX_DOCUMENT_BYTES)"
+        )
+    text = _decode(value, "value")
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidEventError("invalid_json", f"value is not JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise InvalidEventError("schema", f"value must be a JSON object, got {type(raw).__name__}")
+    _check_schema_version(raw.get("schema_version"))
+    try:
+        return ChangeEvent.model_validate(raw)
+    except ValidationError as exc:
+        reason = "missing_content" if "needs 'content'" in str(exc) else "schema"
+        raise InvalidEventError(reason, _explain(exc)) from exc
+
+
+def _decode(data: bytes, what: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidEventError("invalid_utf8", f"record {what} is not valid UTF-8: {exc}") from exc
+
+
+def _check_schema_version(version: object) -> None:
+    if version is None:
+        return
+    major = str(version).split(".", 1)[0]
+    if major != str(SCHEMA_MAJOR):
+        raise InvalidEventError(
+            "unknown_schema_version",
+            f"schema_version {version!r} has major version {major!r}; this indexer reads {SCHEMA_MAJOR}.x",
+        )
+
+
+def _explain(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "event"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)

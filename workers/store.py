@@ -1,0 +1,69 @@
+"""The chunk store protocol: what the domain needs of the vector database.
+
+:class:`ChunkRecord` is one stored chunk; :class:`ChunkStore` writes and searches them. The only
+adapter is :mod:`workers.weaviate_store`; unit tests may use their own in-process stand-ins of
+this protocol, integration tests never do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRecord:
+    """One chunk as stored: identity, text, position and its vector."""
+
+    id: str
+    """uuid5 of (tenant, doc_id, content hash, occurrence): a replay writes the same id."""
+    doc_id: str
+    tenant: str | None
+    title: str | None
+    heading_path: tuple[str, ...]
+    position: int
+    text: str
+    version: int
+    content_hash: str
+    vector: Sequence[float]
+    event_time: datetime | None
+    indexed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StoreQuery:
+    """A search against the store."""
+
+    mode: Literal["hybrid", "vector", "keyword"]
+    text: str
+    vector: Sequence[float] | None
+    limit: int
+    alpha: float = 0.5
+    tenant: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredHit:
+    """One chunk found by a :class:`StoreQuery`, best first."""
+
+    id: str
+    score: float
+    properties: dict[str, object] = field(default_factory=dict)
+
+
+class ChunkStore(Protocol):
+    """Writes and searches chunks. Connections open in :meth:`start`, never in ``__init__``."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def upsert(self, records: Sequence[ChunkRecord]) -> None:
+        """Write (create or replace) every record; raise unless all were acknowledged."""
+
+    async def delete_document(self, tenant: str | None, doc_id: str, *, keep: Sequence[str] = ()) -> int:
+        """Delete the document's chunks whose id is not in ``keep``; return how many went."""
+
+    async def search(self, query: StoreQuery) -> list[StoredHit]: ...

@@ -1,0 +1,189 @@
+"""The Weaviate adapter of :class:`workers.store.ChunkStore` (weaviate-client v4, async, gRPC).
+
+Traps handled here: batch results carry per-object errors (each one is checked, failed objects
+are retried, then the batch fails loudly); connection failures become
+:class:`freshet.errors.StoreUnavailableError` so callers wait and retry instead of dropping work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+import weaviate
+import weaviate.classes as wvc
+from weaviate.collections import CollectionAsync
+from weaviate.exceptions import WeaviateBaseError, WeaviateConnectionError, WeaviateQueryError
+
+from freshet.errors import StoreError, StoreUnavailableError
+from workers.store import ChunkRecord, StoredHit, StoreQuery
+
+log = structlog.get_logger(__name__)
+
+#: The one named vector of the collection.
+VECTOR_NAME = "default"
+_WRITE_ATTEMPTS = 3
+
+_PROPERTIES = [
+    wvc.config.Property(name="doc_id", data_type=wvc.config.DataType.TEXT,
+                        tokenization=wvc.config.Tokenization.FIELD, index_searchable=False),
+    wvc.config.Property(name="tenant", data_type=wvc.config.DataType.TEXT,
+                        tokenization=wvc.config.Tokenization.FIELD, index_searchable=False),
+    wvc.config.Property(name="title", data_type=wvc.config.DataType.TEXT),
+    wvc.config.Property(name="heading_path", data_type=wvc.config.DataType.TEXT_ARRAY),
+    wvc.config.Property(name="position", data_type=wvc.config.DataType.INT),
+    wvc.config.Property(name="text", data_type=wvc.config.DataType.TEXT),
+    wvc.config.Property(name="version", data_type=wvc.config.DataType.INT),
+    wvc.config.Property(name="content_hash", data_type=wvc.config.DataType.TEXT,
+                        tokenization=wvc.config.Tokenization.FIELD, index_searchable=False),
+    wvc.config.Property(name="event_time", data_type=wvc.config.DataType.DATE),
+    wvc.config.Property(name="indexed_at", data_type=wvc.config.DataType.DATE),
+]
+_NO_TENANT = ""
+
+
+class WeaviateChunkStore:
+    """Chunks in one Weaviate collection (HNSW, cosine; BM25 over text and title)."""
+
+    def __init__(self, *, host: str, http_port: int, grpc_port: int, collection: str) -> None:
+        self._host = host
+        self._http_port = http_port
+        self._grpc_port = grpc_port
+        self._collection_name = collection
+        self._client: weaviate.WeaviateAsyncClient | None = None
+
+    async def start(self) -> None:
+        """Connect and create the collection if it is missing (idempotent)."""
+        if self._client is not None:
+            return
+        client = weaviate.use_async_with_custom(
+            http_host=self._host, http_port=self._http_port, http_secure=False,
+            grpc_host=self._host, grpc_port=self._grpc_port, grpc_secure=False,
+        )
+        try:
+            await client.connect()
+            if not await client.collections.exists(self._collection_name):
+                await self._create(client)
+        except (WeaviateConnectionError, OSError) as exc:
+            await client.close()
+            raise StoreUnavailableError(
+                f"Weaviate at {self._host}:{self._http_port} (gRPC {self._grpc_port}) is not reachable: {exc}"
+            ) from exc
+        self._client = client
+
+    async def _create(self, client: weaviate.WeaviateAsyncClient) -> None:
+        try:
+            await client.collections.create(
+                self._collection_name,
+                properties=_PROPERTIES,
+                vector_config=wvc.config.Configure.Vectors.self_provided(
+                    name=VECTOR_NAME,
+                    vector_index_config=wvc.config.Configure.VectorIndex.hnsw(
+                        distance_metric=wvc.config.VectorDistances.COSINE
+                    ),
+                ),
+                inverted_index_config=wvc.config.Configure.inverted_index(
+                    index_null_state=True, index_timestamps=False
+                ),
+            )
+            log.info("collection_created", collection=self._collection_name)
+        except WeaviateBaseError as exc:
+            # Another worker may have created it between exists() and create().
+            if not await client.collections.exists(self._collection_name):
+                raise StoreError(f"cannot create collection {self._collection_name!r}: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    @property
+    def _collection(self) -> CollectionAsync[Any, Any]:
+        if self._client is None:
+            raise StoreUnavailableError("the Weaviate store is not started; call start() first")
+        return self._client.collections.use(self._collection_name)
+
+    async def upsert(self, records: Sequence[ChunkRecord]) -> None:
+        pending = list(records)
+        for attempt in range(1, _WRITE_ATTEMPTS + 1):
+            if not pending:
+                return
+            objects = [_to_object(r) for r in pending]
+            try:
+                result = await self._collection.data.insert_many(objects)
+            except WeaviateConnectionError as exc:
+                raise StoreUnavailableError(f"Weaviate write failed: {exc}") from exc
+            except WeaviateBaseError as exc:
+                raise StoreError(f"Weaviate rejected a batch of {len(objects)} objects: {exc}") from exc
+            failed = sorted(result.errors)
+            if failed:
+                first = result.errors[failed[0]].message
+                log.warning("weaviate_object_errors", failed=len(failed), attempt=attempt, first_error=first)
+                await asyncio.sleep(0.2 * attempt)
+            pending = [pending[i] for i in failed]
+        if pending:
+            raise StoreUnavailableError(
+                f"{len(pending)} chunk writes still failing after {_WRITE_ATTEMPTS} attempts, "
+                f"e.g. id {pending[0].id} of {pending[0].doc_id!r}"
+            )
+
+    async def delete_document(self, tenant: str | None, doc_id: str, *, keep: Sequence[str] = ()) -> int:
+        where = _doc_filter(tenant, doc_id)
+        if keep:
+            where = where & wvc.query.Filter.by_id().contains_none(list(keep))
+        try:
+            result = await self._collection.data.delete_many(where=where)
+        except WeaviateConnectionError as exc:
+            raise StoreUnavailableError(f"Weaviate delete failed: {exc}") from exc
+        if result.failed:
+            raise StoreUnavailableError(f"{result.failed} chunk deletes of {doc_id!r} failed; will retry")
+        return int(result.successful)
+
+    async def search(self, query: StoreQuery) -> list[StoredHit]:
+        coll = self._collection
+        filters = wvc.query.Filter.by_property("tenant").equal(query.tenant) if query.tenant else None
+        meta = wvc.query.MetadataQuery(score=True, distance=True)
+        try:
+            if query.mode == "keyword":
+                res = await coll.query.bm25(query.text, query_properties=["text", "title"],
+                                            limit=query.limit, filters=filters, return_metadata=meta)
+            elif query.mode == "vector":
+                res = await coll.query.near_vector(list(query.vector or []), target_vector=VECTOR_NAME,
+                                                   limit=query.limit, filters=filters, return_metadata=meta)
+            else:
+                res = await coll.query.hybrid(query.text, vector=list(query.vector or []) or None,
+                                              target_vector=VECTOR_NAME, alpha=query.alpha,
+                                              query_properties=["text", "title"], limit=query.limit,
+                                              filters=filters, return_metadata=meta)
+        except WeaviateConnectionError as exc:
+            raise StoreUnavailableError(f"Weaviate search failed: {exc}") from exc
+        except WeaviateQueryError as exc:
+            raise StoreError(f"Weaviate rejected the {query.mode} search: {exc}") from exc
+        return [_to_hit(o, query.mode) for o in res.objects]
+
+
+def _doc_filter(tenant: str | None, doc_id: str) -> Any:
+    return (wvc.query.Filter.by_property("doc_id").equal(doc_id)
+            & wvc.query.Filter.by_property("tenant").equal(tenant or _NO_TENANT))
+
+
+def _to_object(r: ChunkRecord) -> wvc.data.DataObject[dict[str, Any], None]:
+    props: dict[str, Any] = {
+        "doc_id": r.doc_id, "tenant": r.tenant or _NO_TENANT, "title": r.title or "",
+        "heading_path": list(r.heading_path), "position": r.position, "text": r.text,
+        "version": r.version, "content_hash": r.content_hash, "indexed_at": r.indexed_at,
+    }
+    if r.event_time is not None:
+        props["event_time"] = r.event_time
+    return wvc.data.DataObject(properties=props, uuid=r.id, vector={VECTOR_NAME: list(r.vector)})
+
+
+def _to_hit(obj: Any, mode: str) -> StoredHit:
+    md = obj.metadata
+    if mode == "vector":
+        score = 1.0 - float(md.distance) if md.distance is not None else 0.0
+    else:
+        score = float(md.score) if md.score is not None else 0.0
+    return StoredHit(id=str(obj.uuid), score=score, properties=dict(obj.properties))
