@@ -150,6 +150,15 @@ def search(settings: Settings, query: str, mode: str, top_k: int, tenant: str | 
 
 
 @main.command()
+def schemas() -> None:
+    """Write the JSON Schema files of the topic contracts to schemas/json/."""
+    from schemas.jsonschema import write_all
+
+    for path in write_all():
+        click.echo(f"wrote {path}")
+
+
+@main.command()
 @click.pass_obj
 def demo(settings: Settings) -> None:
     """Index this project's documentation through Kafka, then search it over Kafka."""

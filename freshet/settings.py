@@ -60,13 +60,13 @@ class Settings(BaseSettings):
     # --- Indexer -----------------------------------------------------------------------------
     index_batch_size: int = Field(64, ge=1, description="Max change events per micro-batch.")
     index_linger_seconds: float = Field(0.5, gt=0, description="Max wait to fill a micro-batch.")
-    max_document_bytes: int = Field(2_000_000, ge=1, description="Larger documents are rejected.")
+    max_document_bytes: int = Field(2_000_000, ge=1, description="Larger change events (bytes) are dead-lettered.")
 
     # --- Query worker ------------------------------------------------------------------------
     query_concurrency: int = Field(8, ge=1, description="Search requests handled at once.")
-    default_top_k: int = Field(10, ge=1, le=100, description="Hits per reply when not asked.")
 
     # --- Workers' HTTP (health, metrics) -----------------------------------------------------
+    web_bind: str = Field("127.0.0.1", description="Address the workers' HTTP servers bind to.")
     indexer_web_port: int = Field(6066, description="Indexer worker HTTP port (/healthz, /metrics).")
     query_web_port: int = Field(6067, description="Query worker HTTP port (/healthz, /metrics).")
 
@@ -97,6 +97,10 @@ class Settings(BaseSettings):
         """Every topic freshet uses (created at start-up when missing)."""
         return [self.topic_changes, self.topic_requests, self.topic_replies, self.topic_applied,
                 self.topic_dead_letter, self.topic_metrics]
+
+    def as_env(self) -> dict[str, str]:
+        """These settings as ``FRESHET_*`` variables, so a child process gets exactly them."""
+        return {f"FRESHET_{name.upper()}": str(value) for name, value in self.model_dump().items()}
 
     def worker_web_port(self, role: str) -> int:
         return self.indexer_web_port if role == "indexer" else self.query_web_port

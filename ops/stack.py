@@ -66,7 +66,7 @@ class Stack:
             "indexer": lambda: self._start_worker("indexer"), "query": lambda: self._start_worker("query"),
         }
         for service in wanted:
-            if procs.read_pid(self._pidfile(service)) is not None and self._health(service).healthy:
+            if self.healthy(service):
                 log.info("already_running", service=service)
                 continue
             starters[service]()
@@ -87,6 +87,9 @@ class Stack:
 
     def status(self) -> list[Status]:
         return [self._health(s) for s in SERVICES]
+
+    def healthy(self, service: str) -> bool:
+        return self._health(service).healthy
 
     # --- Kafka ------------------------------------------------------------------------------
     def _start_kafka(self) -> None:
@@ -139,7 +142,7 @@ class Stack:
     # --- workers ----------------------------------------------------------------------------
     def _start_worker(self, role: str) -> None:
         self._check_port_free(role, "127.0.0.1", self.s.worker_web_port(role))
-        env = {**os.environ, "FRESHET_HOME": str(self.home), "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **self.s.as_env(), "PYTHONUNBUFFERED": "1"}
         procs.spawn([sys.executable, "-m", "freshet.cli", "worker", role], log=self.log_path(role),
                     pidfile=self._pidfile(role), env=env)
         self._wait(role)

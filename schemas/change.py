@@ -1,7 +1,8 @@
 """The document change event: what producers publish on the changes topic.
 
-The Kafka key is the document identity (``tenant/doc_id``, or ``doc_id`` without a tenant), so
-per-document order holds within a partition. A record with a null value (a tombstone) deletes the
+The Kafka key is the document identity: ``doc_id`` alone, or with a tenant ``tenant``, the ASCII
+unit separator (``\x1f``) and ``doc_id`` (doc ids may contain ``/``, so no printable separator
+is unambiguous). Per-document order then holds within a partition. A record with a null value (a tombstone) deletes the
 document named by its key.
 """
 
@@ -24,7 +25,10 @@ MetadataValue = str | int | float | bool | list[str]
 class ChangeEvent(BaseModel):
     """One change to one document."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True,
+        json_schema_extra={"if": {"properties": {"op": {"const": "upsert"}}}, "then": {"required": ["content"]}},
+    )
 
     doc_id: str = Field(min_length=1, max_length=512, description="Document identity within its tenant.")
     op: Literal["upsert", "delete"] = Field(description="Replace the document's content, or remove it.")
@@ -34,7 +38,8 @@ class ChangeEvent(BaseModel):
     metadata: dict[str, MetadataValue] = Field(
         default_factory=dict, description="Flat key/value metadata, usable as search filters."
     )
-    tenant: str | None = Field(None, max_length=128, description="Optional tenant; part of the identity.")
+    tenant: str | None = Field(None, min_length=1, max_length=128, pattern=r"^[^\x1f]+$",
+                               description="Optional tenant; part of the identity.")
     content_type: Literal["text/markdown", "text/plain"] = Field(
         "text/markdown", description="How the content is structured for chunking."
     )
@@ -58,9 +63,12 @@ class ChangeEvent(BaseModel):
         return document_key(self.tenant, self.doc_id)
 
 
+KEY_SEPARATOR = "\x1f"
+
+
 def document_key(tenant: str | None, doc_id: str) -> str:
-    """Kafka key for a document: ``tenant/doc_id``, or ``doc_id`` alone without a tenant."""
-    return f"{tenant}/{doc_id}" if tenant else doc_id
+    """Kafka key for a document: ``tenant\x1fdoc_id``, or ``doc_id`` alone without a tenant."""
+    return f"{tenant}{KEY_SEPARATOR}{doc_id}" if tenant else doc_id
 
 
 def parse_change(value: bytes | None, key: bytes | None, *, max_bytes: int) -> ChangeEvent:
@@ -72,7 +80,7 @@ def parse_change(value: bytes | None, key: bytes | None, *, max_bytes: int) -> C
     if value is None:
         if not key:
             raise InvalidEventError("tombstone_without_key", "a tombstone (null value) needs a key naming the document")
-        tenant, _, doc_id = _decode(key, "key").rpartition("/")
+        tenant, _, doc_id = _decode(key, "key").rpartition(KEY_SEPARATOR)
         return ChangeEvent(doc_id=doc_id, op="delete", version=0, tenant=tenant or None)
     if len(value) > max_bytes:
         raise InvalidEventError(

@@ -43,7 +43,7 @@ def create_app(settings: Settings, role: Role) -> tuple[faust.App, Topics]:
         store="memory://",
         datadir=str(datadir),
         web_enabled=True,
-        web_bind=settings.kafka_host if settings.kafka_host in ("127.0.0.1", "localhost") else "0.0.0.0",
+        web_bind=settings.web_bind,
         web_port=settings.worker_web_port(role),
         web_in_thread=False,
         topic_partitions=settings.topic_partitions,

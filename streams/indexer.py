@@ -13,7 +13,7 @@ from typing import Any
 import faust
 import structlog
 
-from freshet.errors import InvalidEventError, TransientError
+from freshet.errors import InvalidEventError
 from freshet.settings import Settings
 from schemas.applied import AppliedRecord
 from schemas.change import document_key, parse_change
@@ -53,15 +53,13 @@ def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexe
     async def _apply(batch: list[tuple[SourcedEvent, Any]]) -> list[AppliedRecord]:
         """Apply the batch; if that fails for good, apply event by event, dead-lettering failures."""
         try:
-            return await until_done(lambda: indexer.apply([se for se, _ in batch]), what="apply_batch")
+            return await until_done(indexer.apply, [se for se, _ in batch], what="apply_batch")
         except Exception:  # noqa: BLE001 - isolate the event at fault, keep the partition moving
             log.exception("batch_failed_isolating", events=len(batch))
         applied: list[AppliedRecord] = []
         for se, message in batch:
             try:
-                applied += await until_done(lambda se=se: indexer.apply([se]), what="apply_event")
-            except TransientError:  # pragma: no cover - until_done never lets one out
-                raise
+                applied += await until_done(indexer.apply, [se], what="apply_event")
             except Exception as exc:  # noqa: BLE001 - recorded in the dead-letter topic, not lost
                 log.exception("event_failed", doc_id=se.event.doc_id, version=se.event.version)
                 await dead_letter(topics.dead_letter, message, reason="processing_error",

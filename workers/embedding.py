@@ -74,7 +74,7 @@ class SentenceTransformerEmbedder:
                 import transformers
                 from sentence_transformers import SentenceTransformer
 
-                transformers.logging.disable_progress_bar()
+                transformers.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
                 try:
                     self._model = SentenceTransformer(self._source, device=self._device, local_files_only=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -75,10 +76,8 @@ def ensure_topics(bootstrap: str, names: Iterable[str], *, partitions: int) -> l
         existing = set(admin.list_topics())
         missing = sorted(set(names) - existing)
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another process was quicker
                 admin.create_topics([NewTopic(n, num_partitions=partitions, replication_factor=1) for n in missing])
-            except TopicAlreadyExistsError:
-                pass
             log.info("topics_created", topics=missing, partitions=partitions)
         return missing
     except (KafkaError, OSError) as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import structlog
 
@@ -19,8 +19,8 @@ def backoff_delays(first: float = 0.5, cap: float = 30.0) -> Callable[[int], flo
     return lambda n: min(cap, first * 2 ** (n - 1))
 
 
-async def until_done(fn: Callable[[], Awaitable[T]], *, what: str, cap: float = 30.0) -> T:
-    """Run ``fn`` until it succeeds, sleeping with backoff after each :class:`TransientError`.
+async def until_done(fn: Callable[..., Awaitable[T]], *args: Any, what: str, cap: float = 30.0) -> T:
+    """Run ``fn(*args)`` until it succeeds, sleeping with backoff after each :class:`TransientError`.
 
     Other errors propagate: they are bugs or bad input, and retrying would block the partition.
     """
@@ -28,7 +28,7 @@ async def until_done(fn: Callable[[], Awaitable[T]], *, what: str, cap: float = 
     attempt = 0
     while True:
         try:
-            return await fn()
+            return await fn(*args)
         except TransientError as exc:
             attempt += 1
             wait = delay(attempt)

@@ -15,7 +15,11 @@ import structlog
 import weaviate
 import weaviate.classes as wvc
 from weaviate.collections import CollectionAsync
-from weaviate.exceptions import WeaviateBaseError, WeaviateConnectionError, WeaviateQueryError
+from weaviate.exceptions import (
+    WeaviateBaseError,
+    WeaviateConnectionError,
+    WeaviateInsertManyAllFailedError,
+)
 
 from freshet.errors import StoreError, StoreUnavailableError
 from workers.store import ChunkRecord, StoredHit, StoreQuery
@@ -25,6 +29,8 @@ log = structlog.get_logger(__name__)
 #: The one named vector of the collection.
 VECTOR_NAME = "default"
 _WRITE_ATTEMPTS = 3
+#: Per-object error messages that mean "try again later" rather than "this object is wrong".
+_TRANSIENT_WORDS = ("timeout", "deadline", "unavailable", "connection", "too many requests", "shutting down")
 
 _PROPERTIES = [
     wvc.config.Property(name="doc_id", data_type=wvc.config.DataType.TEXT,
@@ -107,27 +113,42 @@ class WeaviateChunkStore:
 
     async def upsert(self, records: Sequence[ChunkRecord]) -> None:
         pending = list(records)
+        last_error = ""
         for attempt in range(1, _WRITE_ATTEMPTS + 1):
             if not pending:
                 return
             objects = [_to_object(r) for r in pending]
             try:
                 result = await self._collection.data.insert_many(objects)
-            except WeaviateConnectionError as exc:
-                raise StoreUnavailableError(f"Weaviate write failed: {exc}") from exc
+                failed = sorted(result.errors)
+                if failed:
+                    last_error = result.errors[failed[0]].message
+            except WeaviateInsertManyAllFailedError as exc:  # every object failed: same handling
+                failed, last_error = list(range(len(objects))), str(exc)
             except WeaviateBaseError as exc:
-                raise StoreError(f"Weaviate rejected a batch of {len(objects)} objects: {exc}") from exc
-            failed = sorted(result.errors)
+                raise await self._fault(exc, f"writing a batch of {len(objects)} objects") from exc
             if failed:
-                first = result.errors[failed[0]].message
-                log.warning("weaviate_object_errors", failed=len(failed), attempt=attempt, first_error=first)
+                log.warning("weaviate_object_errors", failed=len(failed), attempt=attempt, first_error=last_error)
                 await asyncio.sleep(0.2 * attempt)
             pending = [pending[i] for i in failed]
         if pending:
-            raise StoreUnavailableError(
-                f"{len(pending)} chunk writes still failing after {_WRITE_ATTEMPTS} attempts, "
-                f"e.g. id {pending[0].id} of {pending[0].doc_id!r}"
-            )
+            message = (f"{len(pending)} chunk writes still failing after {_WRITE_ATTEMPTS} attempts, "
+                       f"e.g. id {pending[0].id} of {pending[0].doc_id!r}: {last_error}")
+            if _looks_transient(last_error) or not await self._live():
+                raise StoreUnavailableError(message)
+            raise StoreError(message)
+
+    async def _live(self) -> bool:
+        try:
+            return self._client is not None and bool(await self._client.is_live())
+        except (WeaviateBaseError, OSError):
+            return False
+
+    async def _fault(self, exc: WeaviateBaseError, what: str) -> StoreError | StoreUnavailableError:
+        """Map a client error: transient (wait and retry) unless Weaviate is up and still refuses."""
+        if isinstance(exc, WeaviateConnectionError) or _looks_transient(str(exc)) or not await self._live():
+            return StoreUnavailableError(f"Weaviate is unavailable while {what}: {exc}")
+        return StoreError(f"Weaviate refused {what}: {exc}")
 
     async def delete_document(self, tenant: str | None, doc_id: str, *, keep: Sequence[str] = ()) -> int:
         where = _doc_filter(tenant, doc_id)
@@ -135,8 +156,8 @@ class WeaviateChunkStore:
             where = where & wvc.query.Filter.by_id().contains_none(list(keep))
         try:
             result = await self._collection.data.delete_many(where=where)
-        except WeaviateConnectionError as exc:
-            raise StoreUnavailableError(f"Weaviate delete failed: {exc}") from exc
+        except WeaviateBaseError as exc:
+            raise await self._fault(exc, f"deleting chunks of {doc_id!r}") from exc
         if result.failed:
             raise StoreUnavailableError(f"{result.failed} chunk deletes of {doc_id!r} failed; will retry")
         return int(result.successful)
@@ -157,11 +178,13 @@ class WeaviateChunkStore:
                                               target_vector=VECTOR_NAME, alpha=query.alpha,
                                               query_properties=["text", "title"], limit=query.limit,
                                               filters=filters, return_metadata=meta)
-        except WeaviateConnectionError as exc:
-            raise StoreUnavailableError(f"Weaviate search failed: {exc}") from exc
-        except WeaviateQueryError as exc:
-            raise StoreError(f"Weaviate rejected the {query.mode} search: {exc}") from exc
+        except WeaviateBaseError as exc:
+            raise await self._fault(exc, f"running a {query.mode} search") from exc
         return [_to_hit(o, query.mode) for o in res.objects]
+
+
+def _looks_transient(message: str) -> bool:
+    return any(word in message.lower() for word in _TRANSIENT_WORDS)
 
 
 def _doc_filter(tenant: str | None, doc_id: str) -> Any:

@@ -1,0 +1,52 @@
+"""Small helpers of the integration tests (real Kafka clients, no fakes)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer
+
+from freshet.client import AppliedWatcher, DocumentPublisher, wanted_versions
+from freshet.settings import Settings
+from schemas.change import ChangeEvent
+
+
+def publish_and_wait(settings: Settings, events: list[ChangeEvent], timeout: float = 120.0) -> None:
+    """Publish ``events`` and block until the indexer has applied all of them."""
+    watcher = AppliedWatcher(settings.bootstrap_servers, settings.topic_applied)
+    publisher = DocumentPublisher(settings.bootstrap_servers, settings.topic_changes)
+    try:
+        for fut in [publisher.publish(ev) for ev in events]:
+            fut.result(timeout=30)
+        assert watcher.wait(wanted_versions(events), timeout), "indexer did not apply the events in time"
+    finally:
+        publisher.close()
+        watcher.close()
+
+
+def send_raw(settings: Settings, topic: str, key: bytes | None, value: bytes | None,
+             headers: list[tuple[str, bytes]] | None = None) -> None:
+    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers.split(","), acks="all")
+    try:
+        producer.send(topic, key=key, value=value, headers=headers or []).get(timeout=30)
+    finally:
+        producer.close()
+
+
+def read_topic(settings: Settings, topic: str, *, count: int = 1, where: Callable[[Any], bool] = lambda r: True,
+               timeout: float = 60.0) -> list[Any]:
+    """Read ``topic`` from the beginning until ``count`` records match ``where`` (fail after ``timeout``)."""
+    consumer = KafkaConsumer(topic, bootstrap_servers=settings.bootstrap_servers.split(","),
+                             auto_offset_reset="earliest", enable_auto_commit=False, group_id=None)
+    records: list[Any] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(records) < count and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(r for r in batch if where(r))
+    finally:
+        consumer.close()
+    assert len(records) >= count, f"only {len(records)} of {count} records on {topic} after {timeout}s"
+    return records

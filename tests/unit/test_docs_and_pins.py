@@ -1,0 +1,27 @@
+"""The README, the pom and docker-compose.yml stay in step with the code."""
+
+import re
+from pathlib import Path
+
+from freshet.settings import KAFKA_VERSION, WEAVIATE_VERSION, Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_readme_documents_every_setting() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    missing = [f"FRESHET_{n.upper()}" for n in Settings.model_fields if f"`FRESHET_{n.upper()}`" not in readme]
+    assert not missing, f"README configuration table lacks {missing}"
+
+
+def test_readme_shows_the_two_commands() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "make demo" in readme and "make test" in readme
+
+
+def test_pinned_versions_agree_everywhere() -> None:
+    pom = (ROOT / "ops" / "kafka" / "pom.xml").read_text(encoding="utf-8")
+    compose = (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
+    assert re.search(r"<kafka.version>(.+?)</kafka.version>", pom).group(1) == KAFKA_VERSION  # type: ignore[union-attr]
+    assert f"apache/kafka:{KAFKA_VERSION}" in compose
+    assert f"semitechnologies/weaviate:{WEAVIATE_VERSION.lstrip('v')}" in compose

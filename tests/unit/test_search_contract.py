@@ -1,0 +1,41 @@
+import json
+
+import pytest
+
+from freshet.errors import InvalidEventError
+from schemas.search import SearchRequest, parse_request, request_id_of
+
+
+def test_defaults() -> None:
+    req = parse_request(json.dumps({"request_id": "r1", "query": "kafka"}).encode())
+    assert (req.mode, req.top_k, req.alpha) == ("hybrid", 10, 0.5)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"request_id": "r1", "query": "q", "mode": "fuzzy"},
+        {"request_id": "r1", "query": "q", "top_k": 0},
+        {"request_id": "r1", "query": "q", "top_k": 101},
+        {"request_id": "r1", "query": ""},
+        {"request_id": "r1", "query": "q" * 5000},
+        {"request_id": "r1", "query": "q", "alpha": 1.5},
+    ],
+)
+def test_bad_requests_are_explained(body: dict[str, object]) -> None:
+    with pytest.raises(InvalidEventError) as err:
+        parse_request(json.dumps(body).encode())
+    assert err.value.reason == "schema"
+    assert request_id_of(json.dumps(body).encode()) == "r1"
+
+
+def test_unreadable_request_has_no_id() -> None:
+    with pytest.raises(InvalidEventError) as err:
+        parse_request(b"\x00garbage")
+    assert err.value.reason == "invalid_json"
+    assert request_id_of(b"\x00garbage") is None
+
+
+def test_round_trip() -> None:
+    req = SearchRequest(request_id="x", query="q", mode="keyword", top_k=3)
+    assert parse_request(req.model_dump_json().encode()) == req
