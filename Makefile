@@ -47,12 +47,14 @@ demo: up
 	$(FRESHET) demo
 
 test: install
+	$(FRESHET) stack install
 	$(VENV)/bin/pytest tests $(PYTEST_ARGS)
 
 unit: install
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
 
 integration: install
+	$(FRESHET) stack install
 	$(VENV)/bin/pytest tests/integration $(PYTEST_ARGS)
 
 lint: install

@@ -63,6 +63,20 @@ def stack_up(settings: Settings, only: tuple[str, ...]) -> None:
     _print_status(st)
 
 
+@stack.command("install")
+@click.pass_obj
+def stack_install(settings: Settings) -> None:
+    """Fetch the Kafka jars and build the Weaviate binary into the cache, if missing."""
+    from freshet.settings import KAFKA_VERSION, WEAVIATE_VERSION
+    from ops import install
+
+    try:
+        click.echo(f"Kafka {KAFKA_VERSION}: {install.ensure_kafka(settings.cache_dir, KAFKA_VERSION)}")
+        click.echo(f"Weaviate {WEAVIATE_VERSION}: {install.ensure_weaviate(settings.cache_dir, WEAVIATE_VERSION)}")
+    except StackError as exc:
+        _fail(exc)
+
+
 @stack.command("down")
 @click.pass_obj
 def stack_down(settings: Settings) -> None:

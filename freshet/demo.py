@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 QUERIES = [
     ("How do I start the local Kafka and Weaviate stack?", "hybrid"),
     ("where do rejected events with a bad schema go", "vector"),
-    ("FRESHET_KAFKA_BOOTSTRAP setting", "keyword"),
+    ("tombstone null value deletes the document", "keyword"),
 ]
 
 

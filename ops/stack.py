@@ -172,8 +172,11 @@ class Stack:
             detail = {"kafka": self._kafka_detail, "weaviate": self._weaviate_detail}.get(
                 service, lambda: self._worker_detail(service))()
             return Status(service, running, True, detail)
+        except httpx.ConnectError:
+            why = "started but not answering yet" if running else "not running"
         except (TransientError, httpx.HTTPError, ValueError, KeyError) as exc:
-            return Status(service, running, False, str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+            why = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        return Status(service, running, False, why)
 
     def _kafka_detail(self) -> str:
         if self.s.kafka_bootstrap == "" and not procs.port_open(self.s.kafka_host, self.s.kafka_port):

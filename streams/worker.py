@@ -5,6 +5,7 @@ from __future__ import annotations
 import faust
 import structlog
 
+from freshet.log import logging_config
 from freshet.settings import Settings
 from streams import indexer as indexer_agent
 from streams import query as query_agent
@@ -42,6 +43,7 @@ def run(settings: Settings, role: Role) -> None:
     log.info("worker_starting", role=role, kafka=settings.bootstrap_servers, kafka_version=info.api_version,
              weaviate=settings.weaviate_url, collection=settings.collection)
     app = build(settings, role)
-    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
+    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False,
+                          logging_config=logging_config(settings.log_level))
     worker.execute_from_commandline()
 
