@@ -19,6 +19,21 @@ KAFKA_VERSION = "3.9.1"
 WEAVIATE_VERSION = "v1.35.2"
 
 
+METADATA_TYPES = ("text", "text[]", "int", "number", "boolean", "date")
+
+
+def parse_metadata_fields(spec: str) -> dict[str, str]:
+    """Parse ``'name:type,name:type'``; raise ValueError naming the bad part."""
+    out: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        name, _, kind = part.partition(":")
+        if not name.isidentifier() or kind not in METADATA_TYPES:
+            raise ValueError(f"metadata field {part!r} must be 'name:type' with a Python-identifier name and "
+                             f"a type among {', '.join(METADATA_TYPES)}")
+        out[name] = kind
+    return out
+
+
 class Settings(BaseSettings):
     """Configuration of every freshet process (workers, CLI, launcher, tests)."""
 
@@ -60,6 +75,11 @@ class Settings(BaseSettings):
     # --- Indexer -----------------------------------------------------------------------------
     index_batch_size: int = Field(64, ge=1, description="Max change events per micro-batch.")
     index_linger_seconds: float = Field(0.5, gt=0, description="Max wait to fill a micro-batch.")
+    chunk_min_chars: int = Field(100, ge=0, description="A shorter block joins the next one in its section.")
+    embed_cache_size: int = Field(50_000, ge=0, description="Vectors kept by (model, chunk hash); 0 disables.")
+    metadata_fields: str = Field(
+        "", description="Declared (filterable) metadata fields, e.g. 'lang:text,year:int,tags:text[]'; "
+                        "types text, text[], int, number, boolean, date. Others are stored, not filterable.")
     max_document_bytes: int = Field(2_000_000, ge=1, description="Larger change events (bytes) are dead-lettered.")
 
     # --- Query worker ------------------------------------------------------------------------
@@ -79,10 +99,21 @@ class Settings(BaseSettings):
     start_timeout_seconds: float = Field(120.0, gt=0, description="Wait for each service to be ready.")
     log_level: str = Field("INFO", description="Log level of every process.")
 
+    @field_validator("metadata_fields")
+    @classmethod
+    def _metadata_syntax(cls, value: str) -> str:
+        parse_metadata_fields(value)
+        return value
+
     @field_validator("home", "cache_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @cached_property
+    def metadata_schema(self) -> dict[str, str]:
+        """Declared metadata fields: name -> type."""
+        return parse_metadata_fields(self.metadata_fields)
 
     @cached_property
     def bootstrap_servers(self) -> str:

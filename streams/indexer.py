@@ -1,73 +1,104 @@
-"""The indexer agent: changes topic -> micro-batches -> Weaviate -> applied topic.
+"""The indexer agent: changes topic -> micro-batches -> Weaviate -> state table + applied topic.
 
 Per-event errors never escape the agent (Faust would ack the record and stop the agent): bad input
-goes to the dead-letter topic with its reason; transient faults block and retry with backoff,
-so the batch's offsets are acknowledged only after Weaviate acknowledged every write.
+goes to the dead-letter topic with its reason; transient faults block and retry with backoff, so
+a batch's offsets are acknowledged only after Weaviate acknowledged every write. Each document's
+state is written to the Faust table only after that, in the context of the event that decided
+it, so the changelog partition is the source partition and the state moves with its partition.
 """
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
 import structlog
+from faust.streams import _current_event
 
 from freshet.errors import InvalidEventError
 from freshet.settings import Settings
-from schemas.applied import AppliedRecord
 from schemas.change import document_key, parse_change
 from streams.app import Topics
 from streams.deadletter import dead_letter
 from streams.web import Health
-from workers.indexing import Indexer, SourcedEvent
+from workers.indexing import Applied, Indexer
+from workers.planning import DocState, Sourced
 from workers.retry import until_done
 
 log = structlog.get_logger(__name__)
 
 
+@contextmanager
+def _as_current(event: Any) -> Iterator[None]:
+    """Make ``event`` Faust's current event (a batch has many; table writes need the right one)."""
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
 def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexer, health: Health) -> None:
-    """Attach the indexer agent to ``app``."""
+    """Attach the indexer agent and its state table to ``app``."""
+    # Keys and values go through the app's table serializers (JSON by default).
+    states = app.Table("doc-state", partitions=settings.topic_partitions, key_type=str, value_type=dict,
+                       help="DocState per document key")
 
     @app.agent(topics.changes, name="freshet.index_changes")
     async def index_changes(stream: Any) -> None:
         await until_done(indexer.start, what="indexer_start")
         health.ready = True
         async for events in stream.take_events(settings.index_batch_size, within=settings.index_linger_seconds):
-            good = [(se, ev.message) for ev in events if (se := await _decode(ev.message)) is not None]
-            if good:
-                for record in await _apply(good):
-                    await _publish_applied(record)
+            batch = [(se, ev) for ev in events if (se := await _decode(ev.message)) is not None]
+            if batch:
+                await _apply(batch)
 
-    async def _decode(message: Any) -> SourcedEvent | None:
+    async def _decode(message: Any) -> Sourced | None:
         try:
             change = parse_change(message.value, message.key, max_bytes=settings.max_document_bytes)
         except InvalidEventError as exc:
+            indexer.stats.dead_lettered += 1
             log.warning("event_dead_lettered", reason=exc.reason, error=str(exc),
                         partition=message.partition, offset=message.offset)
             await dead_letter(topics.dead_letter, message, reason=exc.reason, error=str(exc), worker="indexer")
             return None
         ts = datetime.fromtimestamp(message.timestamp, UTC) if message.timestamp else None
-        return SourcedEvent(change, message.partition, message.offset, ts)
+        return Sourced(change, message.partition, message.offset, ts, tombstone=message.value is None)
 
-    async def _apply(batch: list[tuple[SourcedEvent, Any]]) -> list[AppliedRecord]:
+    def _state(key: str) -> DocState | None:
+        raw = states.get(key)
+        return DocState.model_validate(raw) if raw else None
+
+    async def _apply(batch: list[tuple[Sourced, Any]]) -> None:
         """Apply the batch; if that fails for good, apply event by event, dead-lettering failures."""
         try:
-            return await until_done(indexer.apply, [se for se, _ in batch], what="apply_batch")
+            current = {se.event.key: _state(se.event.key) for se, _ in batch}
+            await _commit(await until_done(indexer.apply, [se for se, _ in batch], current, what="apply_batch"),
+                          batch)
+            return
         except Exception:  # noqa: BLE001 - isolate the event at fault, keep the partition moving
             log.exception("batch_failed_isolating", events=len(batch))
-        applied: list[AppliedRecord] = []
-        for se, message in batch:
+        for se, event in batch:
             try:
-                applied += await until_done(indexer.apply, [se], what="apply_event")
+                one = [(se, event)]
+                await _commit(await until_done(indexer.apply, [se], {se.event.key: _state(se.event.key)},
+                                               what="apply_event"), one)
             except Exception as exc:  # noqa: BLE001 - recorded in the dead-letter topic, not lost
                 log.exception("event_failed", doc_id=se.event.doc_id, version=se.event.version)
-                await dead_letter(topics.dead_letter, message, reason="processing_error",
+                indexer.stats.dead_lettered += 1
+                await dead_letter(topics.dead_letter, event.message, reason="processing_error",
                                   error=f"{type(exc).__name__}: {exc}", worker="indexer")
-        return applied
 
-    async def _publish_applied(record: AppliedRecord) -> None:
-        fut = await topics.applied.send(
-            key=document_key(record.tenant, record.doc_id).encode(), value=record.model_dump_json().encode()
-        )
-        await fut
+    async def _commit(applied: list[Applied], batch: list[tuple[Sourced, Any]]) -> None:
+        """Persist each new state (under its deciding event) and announce it on the applied topic."""
+        events = {(se.partition, se.offset): ev for se, ev in batch}
+        for a in applied:
+            with _as_current(events[(a.source.partition, a.source.offset)]):
+                states[a.key] = a.state.model_dump(mode="json")
+            fut = await topics.applied.send(key=document_key(a.record.tenant, a.record.doc_id).encode(),
+                                            value=a.record.model_dump_json().encode())
+            await fut

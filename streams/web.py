@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,11 +18,16 @@ class Health:
     ready: bool = False
 
 
-def register(app: faust.App, health: Health) -> None:
+def register(app: faust.App, health: Health, stats: Callable[[], dict[str, int]] | None = None) -> None:
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
         body = {"role": health.role, "app": app.conf.id, "ready": health.ready}
         return web.json(body, status=200 if health.ready else 503)
+
+    if stats is not None:
+        @app.page("/stats")
+        async def stats_page(web: Any, request: Any) -> Any:
+            return web.json(stats())
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:

@@ -11,10 +11,11 @@ from streams import indexer as indexer_agent
 from streams import query as query_agent
 from streams import web
 from streams.app import Role, create_app
-from workers.embedding import SentenceTransformerEmbedder
+from workers.embedding import EmbeddingCache, SentenceTransformerEmbedder
 from workers.indexing import Indexer
 from workers.kafka_admin import ensure_topics, wait_for_broker
 from workers.search import Searcher
+from workers.stats import IndexerStats
 from workers.weaviate_store import WeaviateChunkStore
 
 log = structlog.get_logger(__name__)
@@ -26,12 +27,16 @@ def build(settings: Settings, role: Role) -> faust.App:
     embedder = SentenceTransformerEmbedder(settings.model, device=settings.model_device,
                                            batch_size=settings.embed_batch_size)
     store = WeaviateChunkStore(host=settings.weaviate_host, http_port=settings.weaviate_http_port,
-                               grpc_port=settings.weaviate_grpc_port, collection=settings.collection)
+                               grpc_port=settings.weaviate_grpc_port, collection=settings.collection,
+                               metadata_fields=settings.metadata_schema)
     health = web.Health(role)
-    web.register(app, health)
     if role == "indexer":
-        indexer_agent.register(app, topics, settings, Indexer(embedder, store), health)
+        indexer = Indexer(embedder, store, EmbeddingCache(settings.embed_cache_size), IndexerStats(),
+                          min_chars=settings.chunk_min_chars)
+        web.register(app, health, indexer.stats.as_dict)
+        indexer_agent.register(app, topics, settings, indexer, health)
     else:
+        web.register(app, health)
         query_agent.register(app, topics, settings, Searcher(embedder, store), health)
     return app
 

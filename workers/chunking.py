@@ -3,6 +3,10 @@
 A chunk is a run of whole blocks (paragraphs, lists, code blocks) under one heading path, bounded
 by the model's token limit. Blocks are found from the text alone, and a chunk's boundaries depend
 only on the blocks near it, so an edit changes only the chunks it touches.
+
+A heading line opens the first chunk of its section (the model sees the heading with the text it
+introduces); every chunk also carries its heading path as a property. The path is *not* part of
+the embedded text: otherwise renaming a heading would re-embed its whole section.
 """
 
 from __future__ import annotations
@@ -32,21 +36,25 @@ class Chunk:
 
     @property
     def embed_text(self) -> str:
-        """What the model sees: the heading path as context, then the text."""
-        if not self.heading_path:
-            return self.text
-        return " > ".join(self.heading_path) + "\n\n" + self.text
+        """What the model sees: the chunk's own text (with its heading line, if it opens a section)."""
+        return self.text
 
     @property
     def content_hash(self) -> str:
         """Hash of what is embedded: equal hashes mean an equal vector."""
         return hashlib.sha256(self.embed_text.encode("utf-8")).hexdigest()
 
+    @property
+    def path_hash(self) -> str:
+        """Short hash of the heading path: a change means a property update, never an embedding."""
+        return hashlib.sha256("\x1f".join(self.heading_path).encode("utf-8")).hexdigest()[:12]
+
 
 @dataclass(frozen=True, slots=True)
 class _Block:
     text: str
     heading_path: tuple[str, ...]
+    heading: bool = False
 
 
 def chunk_document(
@@ -55,7 +63,7 @@ def chunk_document(
     content_type: str = "text/markdown",
     max_tokens: int = 256,
     count_tokens: TokenCounter,
-    min_chars: int = 200,
+    min_chars: int = 100,
 ) -> list[Chunk]:
     """Split ``content`` into chunks of at most ``max_tokens`` tokens (as counted).
 
@@ -67,7 +75,7 @@ def chunk_document(
     pieces: list[_Block] = []
     for block in blocks:
         for text in _fit(block.text, max_tokens, count_tokens):
-            pieces.append(_Block(text, block.heading_path))
+            pieces.append(_Block(text, block.heading_path, block.heading))
     merged = _merge_small(pieces, min_chars, max_tokens, count_tokens)
     return [Chunk(b.text, b.heading_path, i) for i, b in enumerate(merged)]
 
@@ -111,6 +119,7 @@ def _markdown_blocks(content: str) -> Iterator[_Block]:
                 path.pop()
             levels.append(level)
             path.append(heading.group(2))
+            yield _Block(line.strip(), tuple(path), heading=True)
             continue
         if not line.strip():
             yield from flush()
@@ -149,16 +158,22 @@ def _fit(text: str, max_tokens: int, count_tokens: TokenCounter) -> list[str]:
 def _merge_small(
     pieces: list[_Block], min_chars: int, max_tokens: int, count_tokens: TokenCounter
 ) -> list[_Block]:
+    """Join a heading line to the block after it, and a short block to the next in its section."""
     out: list[_Block] = []
     for piece in pieces:
         prev = out[-1] if out else None
-        if (
-            prev is not None
-            and prev.heading_path == piece.heading_path
-            and len(prev.text) < min_chars
-            and count_tokens(prev.text + "\n\n" + piece.text) <= max_tokens
-        ):
-            out[-1] = _Block(prev.text + "\n\n" + piece.text, piece.heading_path)
-        else:
-            out.append(piece)
+        if prev is not None and _joins(prev, piece, min_chars):
+            text = prev.text + "\n\n" + piece.text
+            if count_tokens(text) <= max_tokens:
+                out[-1] = _Block(text, piece.heading_path)
+                continue
+        out.append(piece)
     return out
+
+
+def _joins(prev: _Block, piece: _Block, min_chars: int) -> bool:
+    if piece.heading:
+        return False
+    if prev.heading:
+        return True
+    return prev.heading_path == piece.heading_path and len(prev.text) < min_chars

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from array import array
+from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -108,6 +110,35 @@ class SentenceTransformerEmbedder:
             convert_to_numpy=True, show_progress_bar=False,
         )
         return [[float(x) for x in row] for row in vectors]
+
+
+class EmbeddingCache:
+    """Vectors by (model, chunk content hash), least recently used first out.
+
+    Vectors are kept as float32 arrays (1.5 KB each for a 384-d model).
+    """
+
+    def __init__(self, max_entries: int) -> None:
+        self._max = max_entries
+        self._data: OrderedDict[tuple[str, str], array[float]] = OrderedDict()
+
+    def get(self, model_id: str, content_hash: str) -> Vector | None:
+        vec = self._data.get((model_id, content_hash))
+        if vec is None:
+            return None
+        self._data.move_to_end((model_id, content_hash))
+        return vec.tolist()
+
+    def put(self, model_id: str, content_hash: str, vector: Sequence[float]) -> None:
+        if self._max <= 0:
+            return
+        self._data[(model_id, content_hash)] = array("f", vector)
+        self._data.move_to_end((model_id, content_hash))
+        while len(self._data) > self._max:
+            self._data.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._data)
 
 
 _EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")

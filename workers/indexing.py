@@ -1,16 +1,18 @@
-"""Indexing: turning change events into chunk writes and deletes.
+"""Indexing: applying micro-batches of change events to the store, embedding only what changed.
 
-The pure part (:func:`chunk_id`, :func:`latest_per_document`, :func:`build_records`) decides what
-to write; :class:`Indexer` runs it against an :class:`~workers.embedding.Embedder` and a
-:class:`~workers.store.ChunkStore`.
+:class:`Indexer` groups a batch by document, folds each document's events into the one to apply
+(:func:`~workers.planning.winning_event`), plans the writes against the stored state
+(:func:`~workers.planning.plan_change`), embeds the new chunks of the whole batch in one go (off
+the event loop, through the embedding cache), and writes to the store. It returns the new states
+and applied records; the caller persists the states only after this returns, i.e. after the store
+acknowledged every write.
 """
 
 from __future__ import annotations
 
 import time
-import uuid
-from collections import Counter
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -19,47 +21,23 @@ import structlog
 from schemas.applied import AppliedRecord
 from schemas.change import ChangeEvent
 from workers.chunking import Chunk, chunk_document
-from workers.embedding import Embedder, embed_off_loop
+from workers.embedding import Embedder, EmbeddingCache, Vector, embed_off_loop
+from workers.planning import DocState, Plan, Sourced, plan_change, winning_event
+from workers.stats import IndexerStats
 from workers.store import ChunkRecord, ChunkStore
 
 log = structlog.get_logger(__name__)
 
-#: Namespace of chunk ids. Never change it: every stored id derives from it.
-CHUNK_NAMESPACE = uuid.UUID("6f1d7a2c-3b8e-5c4d-9a10-f7e2b3c4d5e6")
 
+@dataclass(frozen=True)
+class Applied:
+    """One document brought to a new state by a batch."""
 
-@dataclass(frozen=True, slots=True)
-class SourcedEvent:
-    """A decoded change event and where it was read from."""
-
-    event: ChangeEvent
-    partition: int
-    offset: int
-    timestamp: datetime | None
-
-
-def chunk_id(tenant: str | None, doc_id: str, content_hash: str, occurrence: int) -> str:
-    """Stable id of a chunk: the same text at the same occurrence in a document keeps its id."""
-    return str(uuid.uuid5(CHUNK_NAMESPACE, f"{tenant or ''}\x1f{doc_id}\x1f{content_hash}\x1f{occurrence}"))
-
-
-def chunk_ids(tenant: str | None, doc_id: str, chunks: Sequence[Chunk]) -> list[str]:
-    """Ids of a document's chunks; repeated identical chunks are told apart by occurrence."""
-    seen: Counter[str] = Counter()
-    ids = []
-    for chunk in chunks:
-        h = chunk.content_hash
-        ids.append(chunk_id(tenant, doc_id, h, seen[h]))
-        seen[h] += 1
-    return ids
-
-
-def latest_per_document(events: Sequence[SourcedEvent]) -> list[SourcedEvent]:
-    """Keep only each document's last event of a micro-batch (by offset), in offset order."""
-    last: dict[str, SourcedEvent] = {}
-    for se in sorted(events, key=lambda s: (s.partition, s.offset)):
-        last[se.event.key] = se
-    return sorted(last.values(), key=lambda s: (s.partition, s.offset))
+    key: str
+    source: Sourced
+    """The event that decided the state (its partition and offset place the state)."""
+    state: DocState
+    record: AppliedRecord
 
 
 def title_of(event: ChangeEvent, chunks: Sequence[Chunk]) -> str | None:
@@ -69,29 +47,16 @@ def title_of(event: ChangeEvent, chunks: Sequence[Chunk]) -> str | None:
     return next((c.heading_path[0] for c in chunks if c.heading_path), None)
 
 
-def build_records(
-    se: SourcedEvent, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]], now: datetime
-) -> list[ChunkRecord]:
-    """The stored form of a document version's chunks."""
-    ev = se.event
-    title = title_of(ev, chunks)
-    ids = chunk_ids(ev.tenant, ev.doc_id, chunks)
-    return [
-        ChunkRecord(
-            id=cid, doc_id=ev.doc_id, tenant=ev.tenant, title=title, heading_path=c.heading_path,
-            position=c.position, text=c.text, version=ev.version, content_hash=c.content_hash,
-            vector=vec, event_time=ev.event_time or se.timestamp, indexed_at=now,
-        )
-        for cid, c, vec in zip(ids, chunks, vectors, strict=True)
-    ]
-
-
 class Indexer:
-    """Applies micro-batches of change events to the store."""
+    """Applies micro-batches of change events to a :class:`ChunkStore`."""
 
-    def __init__(self, embedder: Embedder, store: ChunkStore) -> None:
+    def __init__(self, embedder: Embedder, store: ChunkStore, cache: EmbeddingCache, stats: IndexerStats,
+                 *, min_chars: int = 100) -> None:
+        self._min_chars = min_chars
         self._embedder = embedder
         self._store = store
+        self._cache = cache
+        self.stats = stats
 
     async def start(self) -> None:
         """Connect the store and load the model (off the loop) before the first batch."""
@@ -102,50 +67,109 @@ class Indexer:
         return chunk_document(
             event.content or "", content_type=event.content_type,
             max_tokens=self._embedder.max_tokens, count_tokens=self._embedder.count_tokens,
+            min_chars=self._min_chars,
         )
 
-    async def apply(self, events: Sequence[SourcedEvent]) -> list[AppliedRecord]:
-        """Write the batch's effect; return one applied record per document, once acknowledged.
-
-        A document's earlier events in the same batch are superseded by its last one, which is
-        the version reported: waiters ask for "version >= mine".
+    async def apply(self, batch: Sequence[Sourced], states: Mapping[str, DocState | None]) -> list[Applied]:
+        """Apply ``batch`` given each document's stored state; return the documents that changed state.
 
         Raises :class:`~freshet.errors.TransientError` when the store is away: nothing is
-        acknowledged then, and the caller retries the whole batch (writes are idempotent).
+        acknowledged then, and the caller retries the whole batch (every write is idempotent).
         """
         started = time.perf_counter()
-        batch = latest_per_document(events)
-        upserts = [(se, self.chunk(se.event)) for se in batch if se.event.op == "upsert"]
-        texts = [c.embed_text for _, chunks in upserts for c in chunks]
-        vectors = await embed_off_loop(self._embedder, texts)
-        now = datetime.now(UTC)
-        applied: dict[str, AppliedRecord] = {}
-        pos = 0
-        deleted = 0
-        for se, chunks in upserts:
-            records = build_records(se, chunks, vectors[pos : pos + len(chunks)], now)
-            pos += len(chunks)
-            await self._store.upsert(records)
-            ids = [r.id for r in records]
-            deleted += await self._store.delete_document(se.event.tenant, se.event.doc_id, keep=ids)
-            applied[se.event.key] = _applied(se, ids, now)
+        by_doc: dict[str, list[Sourced]] = defaultdict(list)
         for se in batch:
-            if se.event.op == "delete":
-                deleted += await self._store.delete_document(se.event.tenant, se.event.doc_id)
-                applied[se.event.key] = _applied(se, [], now)
-        log.info(
-            "batch_applied", events=len(events), documents=len(batch), chunks_embedded=len(texts),
-            chars_embedded=sum(map(len, texts)), chunks_deleted=deleted,
-            seconds=round(time.perf_counter() - started, 3),
+            by_doc[se.event.key].append(se)
+        plans: list[tuple[str, Sourced, list[Chunk], Plan]] = []
+        stale = 0
+        for key, events in by_doc.items():
+            winner, skipped = winning_event(states.get(key), events)
+            stale += skipped
+            if winner is not None:
+                chunks = self.chunk(winner.event) if winner.event.op == "upsert" else []
+                plans.append((key, winner, chunks, plan_change(states.get(key), winner, chunks)))
+        vectors = await self._vectors([c for *_, p in plans for _, c in p.embed])
+        now = datetime.now(UTC)
+        await self._write(plans, vectors, now)
+        applied = [self._applied(key, se, chunks, p, now) for key, se, chunks, p in plans]
+        self._count(batch, plans, stale)
+        log.info("batch_applied", events=len(batch), documents=len(plans), stale=stale,
+                 embedded=sum(len(p.embed) for *_, p in plans), kept=sum(p.kept for *_, p in plans),
+                 updated=sum(len(p.update) for *_, p in plans), deleted=sum(len(p.delete) for *_, p in plans),
+                 seconds=round(time.perf_counter() - started, 3))
+        return applied
+
+    async def _vectors(self, chunks: Sequence[Chunk]) -> dict[str, Vector]:
+        """Vectors by content hash: from the cache, else from the model in one batch."""
+        model = self._embedder.model_id
+        out: dict[str, Vector] = {}
+        todo: dict[str, str] = {}
+        for c in chunks:
+            h = c.content_hash
+            if h in out or h in todo:
+                continue
+            cached = self._cache.get(model, h)
+            if cached is not None:
+                out[h] = cached
+                self.stats.chunks_reused += 1
+            else:
+                todo[h] = c.embed_text
+        if todo:
+            texts = list(todo.values())
+            for h, vec in zip(todo, await embed_off_loop(self._embedder, texts), strict=True):
+                out[h] = vec
+                self._cache.put(model, h, vec)
+            self.stats.chunks_embedded += len(texts)
+            self.stats.chars_embedded += sum(map(len, texts))
+            self.stats.tokens_embedded += sum(self._embedder.count_tokens(t) for t in texts)
+        return out
+
+    async def _write(self, plans: Sequence[tuple[str, Sourced, list[Chunk], Plan]], vectors: Mapping[str, Vector],
+                     now: datetime) -> None:
+        inserts: list[ChunkRecord] = []
+        updates: list[ChunkRecord] = []
+        for _, se, chunks, p in plans:
+            title = title_of(se.event, chunks)
+            inserts += [_record(cid, c, se, title, vectors[c.content_hash], now) for cid, c in p.embed]
+            updates += [_record(cid, c, se, title, (), now) for cid, c in p.update]
+        if inserts:
+            await self._store.upsert(inserts)
+        if updates:
+            await self._store.update_properties(updates)
+        doomed = [cid for *_, p in plans for cid in p.delete]
+        if doomed:
+            await self._store.delete_ids(doomed)
+        for _, se, _, p in plans:
+            # Unknown prior state (first sight, or a delete): sweep by filter so no orphan survives.
+            if p.action == "delete" or len(p.embed) == len(p.state.chunk_ids):
+                self.stats.chunks_deleted += await self._store.delete_document(
+                    se.event.tenant, se.event.doc_id, keep=p.state.chunk_ids)
+        self.stats.chunks_written += len(inserts)
+        self.stats.chunks_updated += len(updates)
+        self.stats.chunks_deleted += len(doomed)
+
+    def _applied(self, key: str, se: Sourced, chunks: Sequence[Chunk], p: Plan, now: datetime) -> Applied:
+        ev = se.event
+        record = AppliedRecord(
+            doc_id=ev.doc_id, tenant=ev.tenant, version=p.state.version, op=ev.op, chunk_ids=p.state.chunk_ids,
+            source_partition=se.partition, source_offset=se.offset, event_time=ev.event_time or se.timestamp,
+            applied_at=now,
         )
-        # Superseded events of the batch are covered by their document's later version.
-        return list(applied.values())
+        return Applied(key, se, p.state, record)
+
+    def _count(self, batch: Sequence[Sourced], plans: Sequence[tuple[str, Sourced, list[Chunk], Plan]],
+               stale: int) -> None:
+        self.stats.batches += 1
+        self.stats.stale_skipped += stale
+        self.stats.events_applied += len(batch) - stale
+        self.stats.chunks_reused += sum(p.kept + len(p.update) for *_, p in plans)
 
 
-def _applied(se: SourcedEvent, ids: list[str], now: datetime) -> AppliedRecord:
+def _record(cid: str, c: Chunk, se: Sourced, title: str | None, vector: Sequence[float],
+            now: datetime) -> ChunkRecord:
     ev = se.event
-    return AppliedRecord(
-        doc_id=ev.doc_id, tenant=ev.tenant, version=ev.version, op=ev.op, chunk_ids=ids,
-        source_partition=se.partition, source_offset=se.offset,
-        event_time=ev.event_time or se.timestamp, applied_at=now,
+    return ChunkRecord(
+        id=cid, doc_id=ev.doc_id, tenant=ev.tenant, title=title, heading_path=c.heading_path,
+        position=c.position, text=c.text, version=ev.version, content_hash=c.content_hash,
+        vector=vector, metadata=dict(ev.metadata), event_time=ev.event_time or se.timestamp, indexed_at=now,
     )

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
 
+from schemas.change import MetadataValue
+
 
 @dataclass(frozen=True, slots=True)
 class ChunkRecord:
@@ -28,6 +30,8 @@ class ChunkRecord:
     version: int
     content_hash: str
     vector: Sequence[float]
+    """Empty for a property-only update."""
+    metadata: dict[str, MetadataValue]
     event_time: datetime | None
     indexed_at: datetime
 
@@ -62,6 +66,12 @@ class ChunkStore(Protocol):
 
     async def upsert(self, records: Sequence[ChunkRecord]) -> None:
         """Write (create or replace) every record; raise unless all were acknowledged."""
+
+    async def update_properties(self, records: Sequence[ChunkRecord]) -> None:
+        """Replace the properties (not the vectors) of existing objects."""
+
+    async def delete_ids(self, ids: Sequence[str]) -> int:
+        """Delete these objects; return how many existed."""
 
     async def delete_document(self, tenant: str | None, doc_id: str, *, keep: Sequence[str] = ()) -> int:
         """Delete the document's chunks whose id is not in ``keep``; return how many went."""

@@ -8,7 +8,8 @@ are retried, then the batch fails loudly); connection failures become
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -46,14 +47,34 @@ _PROPERTIES = [
                         tokenization=wvc.config.Tokenization.FIELD, index_searchable=False),
     wvc.config.Property(name="event_time", data_type=wvc.config.DataType.DATE),
     wvc.config.Property(name="indexed_at", data_type=wvc.config.DataType.DATE),
+    wvc.config.Property(name="metadata_json", data_type=wvc.config.DataType.TEXT,
+                        index_searchable=False, index_filterable=False),
 ]
+#: Declared metadata fields are stored as top-level properties with this prefix (filterable).
+METADATA_PREFIX = "m_"
+_METADATA_TYPES = {
+    "text": wvc.config.DataType.TEXT, "text[]": wvc.config.DataType.TEXT_ARRAY,
+    "int": wvc.config.DataType.INT, "number": wvc.config.DataType.NUMBER,
+    "boolean": wvc.config.DataType.BOOL, "date": wvc.config.DataType.DATE,
+}
+
+
+def _metadata_properties(fields: Mapping[str, str]) -> list[wvc.config.Property]:
+    return [
+        wvc.config.Property(name=METADATA_PREFIX + name, data_type=_METADATA_TYPES[kind],
+                            tokenization=wvc.config.Tokenization.FIELD if kind.startswith("text") else None,
+                            index_searchable=False)
+        for name, kind in sorted(fields.items())
+    ]
 _NO_TENANT = ""
 
 
 class WeaviateChunkStore:
     """Chunks in one Weaviate collection (HNSW, cosine; BM25 over text and title)."""
 
-    def __init__(self, *, host: str, http_port: int, grpc_port: int, collection: str) -> None:
+    def __init__(self, *, host: str, http_port: int, grpc_port: int, collection: str,
+                 metadata_fields: Mapping[str, str] | None = None) -> None:
+        self._metadata_fields = dict(metadata_fields or {})
         self._host = host
         self._http_port = http_port
         self._grpc_port = grpc_port
@@ -72,6 +93,7 @@ class WeaviateChunkStore:
             await client.connect()
             if not await client.collections.exists(self._collection_name):
                 await self._create(client)
+            await self._add_missing_metadata_properties(client)
         except (WeaviateConnectionError, OSError) as exc:
             await client.close()
             raise StoreUnavailableError(
@@ -83,7 +105,7 @@ class WeaviateChunkStore:
         try:
             await client.collections.create(
                 self._collection_name,
-                properties=_PROPERTIES,
+                properties=[*_PROPERTIES, *_metadata_properties(self._metadata_fields)],
                 vector_config=wvc.config.Configure.Vectors.self_provided(
                     name=VECTOR_NAME,
                     vector_index_config=wvc.config.Configure.VectorIndex.hnsw(
@@ -99,6 +121,15 @@ class WeaviateChunkStore:
             # Another worker may have created it between exists() and create().
             if not await client.collections.exists(self._collection_name):
                 raise StoreError(f"cannot create collection {self._collection_name!r}: {exc}") from exc
+
+    async def _add_missing_metadata_properties(self, client: weaviate.WeaviateAsyncClient) -> None:
+        """A metadata field declared after the collection was created becomes a new property."""
+        coll = client.collections.use(self._collection_name)
+        existing = {p.name for p in (await coll.config.get()).properties}
+        for prop in _metadata_properties(self._metadata_fields):
+            if prop.name not in existing:
+                await coll.config.add_property(prop)
+                log.info("metadata_property_added", collection=self._collection_name, property=prop.name)
 
     async def close(self) -> None:
         if self._client is not None:
@@ -117,7 +148,7 @@ class WeaviateChunkStore:
         for attempt in range(1, _WRITE_ATTEMPTS + 1):
             if not pending:
                 return
-            objects = [_to_object(r) for r in pending]
+            objects = [self._to_object(r) for r in pending]
             try:
                 result = await self._collection.data.insert_many(objects)
                 failed = sorted(result.errors)
@@ -149,6 +180,48 @@ class WeaviateChunkStore:
         if isinstance(exc, WeaviateConnectionError) or _looks_transient(str(exc)) or not await self._live():
             return StoreUnavailableError(f"Weaviate is unavailable while {what}: {exc}")
         return StoreError(f"Weaviate refused {what}: {exc}")
+
+    async def update_properties(self, records: Sequence[ChunkRecord]) -> None:
+        limit = asyncio.Semaphore(16)
+
+        async def one(r: ChunkRecord) -> None:
+            async with limit:
+                await self._collection.data.update(uuid=r.id, properties=self._properties(r))
+
+        try:
+            await asyncio.gather(*(one(r) for r in records))
+        except WeaviateBaseError as exc:
+            raise await self._fault(exc, f"updating properties of {len(records)} chunks") from exc
+
+    async def delete_ids(self, ids: Sequence[str]) -> int:
+        deleted = 0
+        for start in range(0, len(ids), 500):
+            part = list(ids[start : start + 500])
+            try:
+                result = await self._collection.data.delete_many(where=wvc.query.Filter.by_id().contains_any(part))
+            except WeaviateBaseError as exc:
+                raise await self._fault(exc, f"deleting {len(part)} chunks") from exc
+            if result.failed:
+                raise StoreUnavailableError(f"{result.failed} of {len(part)} chunk deletes failed; will retry")
+            deleted += int(result.successful)
+        return deleted
+
+    def _properties(self, r: ChunkRecord) -> dict[str, Any]:
+        props: dict[str, Any] = {
+            "doc_id": r.doc_id, "tenant": r.tenant or _NO_TENANT, "title": r.title or "",
+            "heading_path": list(r.heading_path), "position": r.position, "text": r.text,
+            "version": r.version, "content_hash": r.content_hash, "indexed_at": r.indexed_at,
+            "metadata_json": json.dumps(r.metadata, sort_keys=True),
+        }
+        for name, value in r.metadata.items():
+            if name in self._metadata_fields:
+                props[METADATA_PREFIX + name] = value
+        if r.event_time is not None:
+            props["event_time"] = r.event_time
+        return props
+
+    def _to_object(self, r: ChunkRecord) -> wvc.data.DataObject[dict[str, Any], None]:
+        return wvc.data.DataObject(properties=self._properties(r), uuid=r.id, vector={VECTOR_NAME: list(r.vector)})
 
     async def delete_document(self, tenant: str | None, doc_id: str, *, keep: Sequence[str] = ()) -> int:
         where = _doc_filter(tenant, doc_id)
@@ -190,17 +263,6 @@ def _looks_transient(message: str) -> bool:
 def _doc_filter(tenant: str | None, doc_id: str) -> Any:
     return (wvc.query.Filter.by_property("doc_id").equal(doc_id)
             & wvc.query.Filter.by_property("tenant").equal(tenant or _NO_TENANT))
-
-
-def _to_object(r: ChunkRecord) -> wvc.data.DataObject[dict[str, Any], None]:
-    props: dict[str, Any] = {
-        "doc_id": r.doc_id, "tenant": r.tenant or _NO_TENANT, "title": r.title or "",
-        "heading_path": list(r.heading_path), "position": r.position, "text": r.text,
-        "version": r.version, "content_hash": r.content_hash, "indexed_at": r.indexed_at,
-    }
-    if r.event_time is not None:
-        props["event_time"] = r.event_time
-    return wvc.data.DataObject(properties=props, uuid=r.id, vector={VECTOR_NAME: list(r.vector)})
 
 
 def _to_hit(obj: Any, mode: str) -> StoredHit:

@@ -9,7 +9,7 @@ import pytest
 
 from freshet.errors import StoreError
 from freshet.settings import Settings
-from workers.indexing import chunk_id
+from workers.ids import chunk_id
 from workers.store import ChunkRecord, StoreQuery
 from workers.weaviate_store import WeaviateChunkStore
 
@@ -18,8 +18,8 @@ pytestmark = pytest.mark.integration
 
 def record(doc: str, n: int, text: str, vector: list[float], tenant: str | None = None) -> ChunkRecord:
     return ChunkRecord(id=chunk_id(tenant, doc, f"h{n}", 0), doc_id=doc, tenant=tenant, title="T", heading_path=("T",),
-                       position=n, text=text, version=1, content_hash=f"h{n}", vector=vector, event_time=None,
-                       indexed_at=datetime.now(UTC))
+                       position=n, text=text, version=1, content_hash=f"h{n}", vector=vector, metadata={},
+                       event_time=None, indexed_at=datetime.now(UTC))
 
 
 def store_of(s: Settings) -> WeaviateChunkStore:

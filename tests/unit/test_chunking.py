@@ -32,6 +32,7 @@ def chunks(text: str, **kw: int) -> list[tuple[tuple[str, ...], str]]:
 def test_heading_paths_and_positions() -> None:
     out = chunk_document(DOC, count_tokens=words, min_chars=60)
     assert [c.heading_path for c in out] == [("Guide",), ("Guide", "Install"), ("Guide", "Install"), ("Guide", "Use")]
+    assert [c.text.split("\n")[0] for c in out] == ["# Guide", "## Install", "```python", "## Use"]
     assert [c.position for c in out] == [0, 1, 2, 3]
 
 
@@ -50,15 +51,16 @@ def test_long_paragraph_is_split_at_sentences_within_the_limit() -> None:
 
 def test_tiny_paragraphs_merge_under_the_same_heading() -> None:
     out = chunks("# T\n\nshort one.\n\nshort two.\n\n## Other\n\nshort three.", max_tokens=50)
-    assert out == [(("T",), "short one.\n\nshort two."), (("T", "Other"), "short three.")]
+    assert out == [(("T",), "# T\n\nshort one.\n\nshort two."), (("T", "Other"), "## Other\n\nshort three.")]
 
 
 def test_inserting_a_paragraph_at_the_top_keeps_the_chunks_below() -> None:
     opening = "A brand new opening paragraph, added by an edit, and long enough to be kept alone."
     edited = DOC.replace("# Guide\n", f"# Guide\n\n{opening}\n")
     before, after = chunks(DOC), chunks(edited)
-    assert after[1:] == before
-    assert len(after) == len(before) + 1
+    # The heading line travels with the new first paragraph; the old one loses it; nothing else moves.
+    assert after[0] == (("Guide",), f"# Guide\n\n{opening}")
+    assert after[2:] == before[1:]
 
 
 def test_plain_text_splits_on_blank_lines_without_headings() -> None:
@@ -67,7 +69,39 @@ def test_plain_text_splits_on_blank_lines_without_headings() -> None:
     assert [(c.heading_path, c.text) for c in out] == [((), "# not a heading"), ((), "second para")]
 
 
-def test_embed_text_carries_the_heading_path() -> None:
+def test_a_section_s_first_chunk_carries_its_heading_line() -> None:
     c = chunk_document(DOC, count_tokens=words, min_chars=60)[1]
-    assert c.embed_text.startswith("Guide > Install\n\n")
-    assert len(c.content_hash) == 64
+    assert c.embed_text == c.text and c.text.startswith("## Install\n\nRun the installer")
+    assert c.heading_path == ("Guide", "Install")
+    assert len(c.content_hash) == 64 and len(c.path_hash) == 12
+
+
+def test_renaming_a_heading_changes_one_chunk_and_the_paths_of_the_rest() -> None:
+    before = chunk_document(DOC, count_tokens=words, min_chars=60)
+    after = chunk_document(DOC.replace("## Install", "## Installation"), count_tokens=words, min_chars=60)
+    changed = [a.text for a, b in zip(after, before, strict=True) if a.content_hash != b.content_hash]
+    assert changed == [after[1].text]
+    assert after[2].content_hash == before[2].content_hash and after[2].path_hash != before[2].path_hash
+
+
+def test_edits_in_the_middle_and_at_the_end_touch_only_their_chunks() -> None:
+    before = chunks(DOC)
+    middle = chunks(DOC.replace("It takes a while", "It takes a minute"))
+    assert [i for i, (a, b) in enumerate(zip(before, middle, strict=True)) if a != b] == [1]
+    end = chunks(DOC + "\nA closing paragraph, appended at the very end of the guide by a later edit.\n")
+    assert end[: len(before)] == before and len(end) == len(before) + 1
+
+
+def test_deleting_a_section_removes_only_its_chunks() -> None:
+    before = chunks(DOC)
+    cut = DOC[: DOC.index("## Use")]
+    assert chunks(cut) == before[:-1]
+
+
+def test_moving_a_section_keeps_every_chunk() -> None:
+    install = DOC[DOC.index("## Install") : DOC.index("## Use")]
+    use = DOC[DOC.index("## Use") :]
+    moved = DOC[: DOC.index("## Install")] + use.rstrip("\n") + "\n\n" + install
+    before = {c.content_hash for c in chunk_document(DOC, count_tokens=words, min_chars=60)}
+    after = {c.content_hash for c in chunk_document(moved, count_tokens=words, min_chars=60)}
+    assert before == after

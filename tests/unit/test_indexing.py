@@ -1,54 +1,31 @@
 import asyncio
-from collections.abc import Sequence
-from datetime import UTC, datetime
 
 from schemas.change import ChangeEvent
-from workers.indexing import Indexer, SourcedEvent, chunk_id, latest_per_document
-from workers.store import ChunkRecord, StoredHit, StoreQuery
+from tests.unit.fakes import DictStore, WordEmbedder
+from workers.embedding import EmbeddingCache
+from workers.ids import chunk_id
+from workers.indexing import Indexer
+from workers.planning import DocState, Sourced
+from workers.stats import IndexerStats
+
+PARAS = [f"Paragraph {i} tells a story. " + "It is long enough to be a chunk of its own, nothing more. " * 4
+         for i in range(3)]
+DOC = "# Title\n\n" + "\n\n".join(PARAS)
 
 
-class WordEmbedder:
-    """A stand-in of the Embedder protocol: deterministic 3-d vectors, counts calls."""
+def sourced(offset: int, **fields: object) -> Sourced:
+    return Sourced(ChangeEvent.model_validate(fields), 0, offset)
 
-    model_id = "test"
-    max_tokens = 50
 
+class Harness:
     def __init__(self) -> None:
-        self.embedded: list[str] = []
+        self.store, self.model, self.stats = DictStore(), WordEmbedder(), IndexerStats()
+        self.indexer = Indexer(self.model, self.store, EmbeddingCache(100), self.stats)
+        self.states: dict[str, DocState | None] = {}
 
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
-
-    def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        self.embedded += texts
-        return [[float(len(t)), 1.0, 0.0] for t in texts]
-
-
-class DictStore:
-    """A stand-in of the ChunkStore protocol, in a dict."""
-
-    def __init__(self) -> None:
-        self.objects: dict[str, ChunkRecord] = {}
-
-    async def start(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    async def upsert(self, records: Sequence[ChunkRecord]) -> None:
-        self.objects.update({r.id: r for r in records})
-
-    async def delete_document(self, tenant: str | None, doc_id: str, *, keep: Sequence[str] = ()) -> int:
-        gone = [k for k, r in self.objects.items() if (r.tenant, r.doc_id) == (tenant, doc_id) and k not in keep]
-        for k in gone:
-            del self.objects[k]
-        return len(gone)
-
-    async def search(self, query: StoreQuery) -> list[StoredHit]:
-        return []
-
-
-def sourced(offset: int, **fields: object) -> SourcedEvent:
-    return SourcedEvent(ChangeEvent.model_validate(fields), 0, offset, datetime(2026, 1, 1, tzinfo=UTC))
+    def apply(self, *events: Sourced) -> None:
+        for a in asyncio.run(self.indexer.apply(list(events), self.states)):
+            self.states[a.key] = a.state
 
 
 def test_chunk_ids_are_stable_and_tell_repeats_apart() -> None:
@@ -57,25 +34,37 @@ def test_chunk_ids_are_stable_and_tell_repeats_apart() -> None:
     assert len({a, chunk_id("t", "d", "h", 1), chunk_id(None, "d", "h", 0), chunk_id("t", "e", "h", 0)}) == 4
 
 
-def test_latest_event_per_document_wins_within_a_batch() -> None:
-    evs = [sourced(1, doc_id="a", op="upsert", version=1, content="x"),
-           sourced(2, doc_id="b", op="upsert", version=1, content="y"),
-           sourced(3, doc_id="a", op="delete", version=2)]
-    assert [(s.event.doc_id, s.offset) for s in latest_per_document(evs)] == [("b", 2), ("a", 3)]
+def test_edit_replay_and_delete() -> None:
+    h = Harness()
+    h.apply(sourced(1, doc_id="d", op="upsert", version=1, content=DOC))
+    assert len(h.store.objects) == 3 and h.stats.chunks_embedded == 3
+    h.apply(sourced(1, doc_id="d", op="upsert", version=1, content=DOC))  # replay: stale, nothing happens
+    assert h.stats.stale_skipped == 1 and h.stats.chunks_embedded == 3
+    h.apply(sourced(2, doc_id="d", op="upsert", version=2, content=DOC.replace("Paragraph 1", "Paragraph one")))
+    assert h.stats.chunks_embedded == 4 and len(h.store.objects) == 3 and h.stats.chunks_deleted == 1
+    h.apply(sourced(3, doc_id="d", op="delete", version=3))
+    assert h.store.objects == {}
 
 
-def test_apply_writes_replaces_and_deletes() -> None:
-    store, emb = DictStore(), WordEmbedder()
-    idx = Indexer(emb, store)
-    doc = "# T\n\n" + "\n\n".join(f"Paragraph {i} " + "word " * 30 for i in range(3))
-    applied = asyncio.run(idx.apply([sourced(1, doc_id="d", op="upsert", version=1, content=doc)]))
-    assert len(store.objects) == 3 and applied[0].chunk_ids == sorted(store.objects, key=applied[0].chunk_ids.index)
-    # Replaying the same event rewrites the same ids: nothing new, nothing lost.
-    asyncio.run(idx.apply([sourced(1, doc_id="d", op="upsert", version=1, content=doc)]))
-    assert set(store.objects) == set(applied[0].chunk_ids)
-    # Dropping a paragraph removes exactly its chunk.
-    shorter = doc.rsplit("\n\n", 1)[0]
-    asyncio.run(idx.apply([sourced(2, doc_id="d", op="upsert", version=2, content=shorter)]))
-    assert len(store.objects) == 2
-    asyncio.run(idx.apply([sourced(3, doc_id="d", op="delete", version=3)]))
-    assert store.objects == {}
+def test_reverting_an_edit_takes_the_vector_from_the_cache() -> None:
+    h = Harness()
+    h.apply(sourced(1, doc_id="d", op="upsert", version=1, content=DOC))
+    h.apply(sourced(2, doc_id="d", op="upsert", version=2, content=DOC.replace("Paragraph 1", "Paragraph one")))
+    h.apply(sourced(3, doc_id="d", op="upsert", version=3, content=DOC))
+    assert h.stats.chunks_embedded == 4  # the revert cost no embedding
+    assert len(h.store.objects) == 3
+
+
+def test_several_versions_in_one_batch_cost_only_the_last() -> None:
+    h = Harness()
+    h.apply(sourced(1, doc_id="d", op="upsert", version=1, content="first " * 20),
+            sourced(2, doc_id="d", op="upsert", version=2, content=DOC))
+    assert h.stats.chunks_embedded == 3 and h.states["d"] is not None and h.states["d"].version == 2
+
+
+def test_metadata_change_updates_without_embedding() -> None:
+    h = Harness()
+    h.apply(sourced(1, doc_id="d", op="upsert", version=1, content=DOC, metadata={"lang": "en"}))
+    h.apply(sourced(2, doc_id="d", op="upsert", version=2, content=DOC, metadata={"lang": "fr"}))
+    assert h.stats.chunks_embedded == 3 and h.store.property_updates == 3
+    assert {r.metadata["lang"] for r in h.store.objects.values()} == {"fr"}

@@ -1,0 +1,33 @@
+"""The indexer's cumulative counters (since the worker started), served at ``/stats``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass
+class IndexerStats:
+    events_applied: int = 0
+    """Change events whose effect is in the index (superseded events of a batch included)."""
+    stale_skipped: int = 0
+    """Events whose version was not above the applied one."""
+    chunks_embedded: int = 0
+    """Chunks sent to the model."""
+    chars_embedded: int = 0
+    """Characters sent to the model (heading context included)."""
+    tokens_embedded: int = 0
+    """Tokens sent to the model, as its tokenizer counts them."""
+    chunks_reused: int = 0
+    """New chunk ids whose vector came from the embedding cache, plus chunks left untouched."""
+    chunks_written: int = 0
+    """Objects inserted into Weaviate."""
+    chunks_updated: int = 0
+    """Objects whose properties alone were updated (title or metadata changes)."""
+    chunks_deleted: int = 0
+    """Objects deleted from Weaviate."""
+    dead_lettered: int = 0
+    """Records sent to the dead-letter topic."""
+    batches: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
