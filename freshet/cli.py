@@ -164,6 +164,26 @@ def search(settings: Settings, query: str, mode: str, top_k: int, tenant: str | 
 
 
 @main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def stats(settings: Settings, as_json: bool) -> None:
+    """The running indexer's cumulative counters (since it started)."""
+    import httpx
+
+    url = f"{settings.indexer_base_url}/stats"
+    try:
+        counters = httpx.get(url, timeout=5).raise_for_status().json()
+    except httpx.HTTPError as exc:
+        _fail(FreshetError(f"cannot read {url}: {exc}; is the indexer running (make status)?"))
+        return
+    if as_json:
+        click.echo(json.dumps(counters))
+    else:
+        for name, value in counters.items():
+            click.echo(f"{name:<16} {value:>12,}")
+
+
+@main.command()
 def schemas() -> None:
     """Write the JSON Schema files of the topic contracts to schemas/json/."""
     from schemas.jsonschema import write_all

@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     metadata_fields: str = Field(
         "", description="Declared (filterable) metadata fields, e.g. 'lang:text,year:int,tags:text[]'; "
                         "types text, text[], int, number, boolean, date. Others are stored, not filterable.")
-    max_document_bytes: int = Field(2_000_000, ge=1, description="Larger change events (bytes) are dead-lettered.")
+    max_document_bytes: int = Field(1_000_000, ge=1, description="Larger change events (bytes) are dead-lettered.")
 
     # --- Query worker ------------------------------------------------------------------------
     query_concurrency: int = Field(8, ge=1, description="Search requests handled at once.")
@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     # --- Workers' HTTP (health, metrics) -----------------------------------------------------
     web_bind: str = Field("127.0.0.1", description="Address the workers' HTTP servers bind to.")
     indexer_web_port: int = Field(6066, description="Indexer worker HTTP port (/healthz, /metrics).")
+    indexer_url: str = Field("", description="Base URL of the indexer's HTTP server for `freshet stats`; "
+                                              "empty means http://127.0.0.1:<indexer_web_port>.")
     query_web_port: int = Field(6067, description="Query worker HTTP port (/healthz, /metrics).")
 
     # --- Local stack -------------------------------------------------------------------------
@@ -132,6 +134,10 @@ class Settings(BaseSettings):
     def as_env(self) -> dict[str, str]:
         """These settings as ``FRESHET_*`` variables, so a child process gets exactly them."""
         return {f"FRESHET_{name.upper()}": str(value) for name, value in self.model_dump().items()}
+
+    @cached_property
+    def indexer_base_url(self) -> str:
+        return self.indexer_url.rstrip("/") or f"http://127.0.0.1:{self.indexer_web_port}"
 
     def worker_web_port(self, role: str) -> int:
         return self.indexer_web_port if role == "indexer" else self.query_web_port

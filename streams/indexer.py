@@ -97,8 +97,9 @@ def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexe
         """Persist each new state (under its deciding event) and announce it on the applied topic."""
         events = {(se.partition, se.offset): ev for se, ev in batch}
         for a in applied:
-            with _as_current(events[(a.source.partition, a.source.offset)]):
-                states[a.key] = a.state.model_dump(mode="json")
+            if a.changed:
+                with _as_current(events[(a.source.partition, a.source.offset)]):
+                    states[a.key] = a.state.model_dump(mode="json")
             fut = await topics.applied.send(key=document_key(a.record.tenant, a.record.doc_id).encode(),
                                             value=a.record.model_dump_json().encode())
             await fut

@@ -38,6 +38,8 @@ class Applied:
     """The event that decided the state (its partition and offset place the state)."""
     state: DocState
     record: AppliedRecord
+    changed: bool = True
+    """False when every event of the document was stale: the state stands, the record re-acknowledges it."""
 
 
 def title_of(event: ChangeEvent, chunks: Sequence[Chunk]) -> str | None:
@@ -81,17 +83,21 @@ class Indexer:
         for se in batch:
             by_doc[se.event.key].append(se)
         plans: list[tuple[str, Sourced, list[Chunk], Plan]] = []
+        unchanged: list[Applied] = []
         stale = 0
         for key, events in by_doc.items():
-            winner, skipped = winning_event(states.get(key), events)
+            prev = states.get(key)
+            winner, skipped = winning_event(prev, events)
             stale += skipped
             if winner is not None:
                 chunks = self.chunk(winner.event) if winner.event.op == "upsert" else []
-                plans.append((key, winner, chunks, plan_change(states.get(key), winner, chunks)))
+                plans.append((key, winner, chunks, plan_change(prev, winner, chunks)))
+            elif prev is not None:  # all stale: acknowledge the state that stands, so waiters wake up
+                unchanged.append(self._applied(key, events[-1], Plan("noop", prev), datetime.now(UTC), changed=False))
         vectors = await self._vectors([c for *_, p in plans for _, c in p.embed])
         now = datetime.now(UTC)
         await self._write(plans, vectors, now)
-        applied = [self._applied(key, se, chunks, p, now) for key, se, chunks, p in plans]
+        applied = [self._applied(key, se, p, now) for key, se, _, p in plans] + unchanged
         self._count(batch, plans, stale)
         log.info("batch_applied", events=len(batch), documents=len(plans), stale=stale,
                  embedded=sum(len(p.embed) for *_, p in plans), kept=sum(p.kept for *_, p in plans),
@@ -148,14 +154,15 @@ class Indexer:
         self.stats.chunks_updated += len(updates)
         self.stats.chunks_deleted += len(doomed)
 
-    def _applied(self, key: str, se: Sourced, chunks: Sequence[Chunk], p: Plan, now: datetime) -> Applied:
+    def _applied(self, key: str, se: Sourced, p: Plan, now: datetime, *, changed: bool = True) -> Applied:
         ev = se.event
         record = AppliedRecord(
-            doc_id=ev.doc_id, tenant=ev.tenant, version=p.state.version, op=ev.op, chunk_ids=p.state.chunk_ids,
+            doc_id=ev.doc_id, tenant=ev.tenant, version=p.state.version,
+            op="delete" if p.state.deleted else "upsert", chunk_ids=p.state.chunk_ids,
             source_partition=se.partition, source_offset=se.offset, event_time=ev.event_time or se.timestamp,
             applied_at=now,
         )
-        return Applied(key, se, p.state, record)
+        return Applied(key, se, p.state, record, changed)
 
     def _count(self, batch: Sequence[Sourced], plans: Sequence[tuple[str, Sourced, list[Chunk], Plan]],
                stale: int) -> None:

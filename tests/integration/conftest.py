@@ -91,7 +91,7 @@ def make_settings(ep: Endpoints, home: Path) -> Settings:
         topic_dead_letter=f"test-{sfx}.deadletter", topic_metrics=f"test-{sfx}.metrics",
         topic_partitions=2, collection=f"Test_{sfx}", consumer_group_prefix=f"test-{sfx}",
         indexer_web_port=free_port(), query_web_port=free_port(), home=home,
-        index_linger_seconds=0.2, start_timeout_seconds=180,
+        index_linger_seconds=0.2, start_timeout_seconds=180, max_document_bytes=200_000,
     )
 
 

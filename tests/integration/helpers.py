@@ -6,7 +6,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
+import weaviate
 from kafka import KafkaConsumer, KafkaProducer
+from weaviate.classes.query import Filter
 
 from freshet.client import AppliedWatcher, DocumentPublisher, wanted_versions
 from freshet.settings import Settings
@@ -50,3 +53,21 @@ def read_topic(settings: Settings, topic: str, *, count: int = 1, where: Callabl
         consumer.close()
     assert len(records) >= count, f"only {len(records)} of {count} records on {topic} after {timeout}s"
     return records
+
+
+def stats(settings: Settings) -> dict[str, int]:
+    """The pipeline indexer's cumulative counters."""
+    return dict(httpx.get(f"{settings.indexer_base_url}/stats", timeout=5).raise_for_status().json())
+
+
+def stored(settings: Settings, doc_id: str) -> dict[str, dict[str, Any]]:
+    """The Weaviate objects of one document: id -> properties."""
+    client = weaviate.connect_to_custom(
+        http_host=settings.weaviate_host, http_port=settings.weaviate_http_port, http_secure=False,
+        grpc_host=settings.weaviate_host, grpc_port=settings.weaviate_grpc_port, grpc_secure=False)
+    try:
+        coll = client.collections.use(settings.collection)
+        res = coll.query.fetch_objects(filters=Filter.by_property("doc_id").equal(doc_id), limit=1000)
+        return {str(o.uuid): dict(o.properties) for o in res.objects}
+    finally:
+        client.close()
