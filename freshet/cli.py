@@ -184,6 +184,23 @@ def stats(settings: Settings, as_json: bool) -> None:
 
 
 @main.command()
+@click.option("--vectors", is_flag=True, help="Also re-embed every chunk and compare with the stored vectors.")
+@click.pass_obj
+def verify(settings: Settings, vectors: bool) -> None:
+    """Check the index equals a fresh load of the latest versions; exit 1 on any difference."""
+    from freshet.verify import run_verify
+
+    problems = run_verify(settings, vectors=vectors)
+    for line in problems[:50]:
+        click.secho(f"  {line}", fg="red")
+    if problems:
+        click.secho(f"verify: {len(problems)} difference(s)", fg="red", bold=True)
+        sys.exit(1)
+    click.secho("verify: the index equals a fresh load of the latest versions"
+                + (" (ids, content and vectors)" if vectors else " (ids and content)"), fg="green")
+
+
+@main.command()
 def schemas() -> None:
     """Write the JSON Schema files of the topic contracts to schemas/json/."""
     from schemas.jsonschema import write_all

@@ -58,6 +58,27 @@ def _tail_consumer(bootstrap: str, topic: str) -> KafkaConsumer:
     return consumer
 
 
+def read_to_end(bootstrap: str, topic: str) -> list[Any]:
+    """Every record of ``topic`` from the beginning to its current end (group-less; for tools)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), enable_auto_commit=False, group_id=None,
+                             client_id="freshet-tools", max_partition_fetch_bytes=8 * 1024 * 1024)
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        end = consumer.end_offsets(tps)
+        records: list[Any] = []
+        while any(consumer.position(tp) < end[tp] for tp in tps):
+            for batch in consumer.poll(timeout_ms=1000).values():
+                records.extend(r for r in batch if r.offset < end[TopicPartition(r.topic, r.partition)])
+        return records
+    finally:
+        consumer.close()
+
+
 class DocumentPublisher:
     """Publishes :class:`ChangeEvent` records keyed by document identity."""
 

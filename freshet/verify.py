@@ -1,0 +1,100 @@
+"""``freshet verify``: the index against a fresh chunking of the latest versions on the changes topic."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import weaviate
+from tqdm import tqdm
+
+from freshet.client import read_to_end
+from freshet.errors import InvalidEventError
+from freshet.settings import Settings
+from schemas.change import document_key, parse_change
+from workers.chunking import Chunk, chunk_document
+from workers.embedding import SentenceTransformerEmbedder
+from workers.planning import DocState, Sourced
+from workers.verification import Expected, StoredObject, compare, expected_documents, latest_versions
+from workers.weaviate_store import VECTOR_NAME
+
+
+def state_topic(settings: Settings) -> str:
+    """The changelog topic of the indexer's state table (Faust's naming: <app id>-<table>-changelog)."""
+    return f"{settings.consumer_group_prefix}-indexer-doc-state-changelog"
+
+
+def read_changes(settings: Settings) -> list[Sourced]:
+    out = []
+    for r in tqdm(read_to_end(settings.bootstrap_servers, settings.topic_changes), desc="changes", unit="event"):
+        try:
+            ev = parse_change(r.value, r.key, max_bytes=settings.max_document_bytes)
+        except InvalidEventError:
+            continue  # dead-lettered by the indexer: not part of the index
+        ts = datetime.fromtimestamp(r.timestamp / 1000, UTC) if r.timestamp else None
+        out.append(Sourced(ev, r.partition, r.offset, ts, tombstone=r.value is None))
+    return out
+
+
+def read_states(settings: Settings) -> dict[str, DocState]:
+    states: dict[str, DocState] = {}
+    for r in read_to_end(settings.bootstrap_servers, state_topic(settings)):
+        key = json.loads(r.key)
+        if r.value is None:
+            states.pop(key, None)
+        else:
+            states[key] = DocState.model_validate(json.loads(r.value))
+    return states
+
+
+def read_objects(settings: Settings, *, vectors: bool) -> tuple[list[StoredObject], dict[str, list[float]]]:
+    client = weaviate.connect_to_custom(
+        http_host=settings.weaviate_host, http_port=settings.weaviate_http_port, http_secure=False,
+        grpc_host=settings.weaviate_host, grpc_port=settings.weaviate_grpc_port, grpc_secure=False)
+    objects: list[StoredObject] = []
+    vecs: dict[str, list[float]] = {}
+    try:
+        coll = client.collections.use(settings.collection)
+        for o in tqdm(coll.iterator(include_vector=vectors, return_properties=["doc_id", "tenant", "content_hash"]),
+                      desc="weaviate", unit="chunk"):
+            p = o.properties
+            key = document_key(str(p.get("tenant") or "") or None, str(p["doc_id"]))
+            objects.append(StoredObject(str(o.uuid), key, str(p["content_hash"])))
+            if vectors:
+                vecs[str(o.uuid)] = list(o.vector[VECTOR_NAME])
+    finally:
+        client.close()
+    return objects, vecs
+
+
+def run_verify(settings: Settings, *, vectors: bool = False, tolerance: float = 1e-4) -> list[str]:
+    """Every difference found (an empty list means the index is exactly a fresh load)."""
+    embedder = SentenceTransformerEmbedder(settings.model, device=settings.model_device,
+                                           batch_size=settings.embed_batch_size)
+
+    def chunk(se: Sourced) -> list[Chunk]:
+        return chunk_document(se.event.content or "", content_type=se.event.content_type,
+                              max_tokens=embedder.max_tokens, count_tokens=embedder.count_tokens,
+                              min_chars=settings.chunk_min_chars)
+
+    expected = expected_documents(latest_versions(read_changes(settings)), chunk)
+    objects, stored_vectors = read_objects(settings, vectors=vectors)
+    problems = compare(expected, read_states(settings), objects)
+    if vectors:
+        problems += _compare_vectors(embedder, expected, stored_vectors, tolerance)
+    return problems
+
+
+def _compare_vectors(embedder: SentenceTransformerEmbedder, expected: dict[str, Expected],
+                     stored: dict[str, list[float]], tolerance: float) -> list[str]:
+    pairs = [(cid, c) for exp in expected.values() for cid, c in zip(exp.chunk_ids, exp.chunks, strict=True)
+             if cid in stored]
+    problems = []
+    for start in tqdm(range(0, len(pairs), 256), desc="re-embedding", unit="batch"):
+        part = pairs[start : start + 256]
+        fresh = embedder.embed([c.embed_text for _, c in part])
+        for (cid, _), vec in zip(part, fresh, strict=True):
+            diff = max(abs(a - b) for a, b in zip(vec, stored[cid], strict=True))
+            if diff > tolerance:
+                problems.append(f"chunk {cid}: stored vector differs from a fresh embedding by {diff:.2e}")
+    return problems

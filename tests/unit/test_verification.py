@@ -1,0 +1,36 @@
+from schemas.change import ChangeEvent
+from workers.chunking import chunk_document
+from workers.ids import chunk_ids
+from workers.planning import DocState, Sourced
+from workers.verification import StoredObject, compare, expected_documents, latest_versions
+
+
+def se(offset: int, tombstone: bool = False, **fields: object) -> Sourced:
+    return Sourced(ChangeEvent.model_validate(fields), 0, offset, tombstone=tombstone)
+
+
+def chunk(s: Sourced):  # type: ignore[no-untyped-def]
+    return chunk_document(s.event.content or "", count_tokens=lambda t: len(t.split()), min_chars=0)
+
+
+EVENTS = [se(1, doc_id="a", op="upsert", version=1, content="one\n\ntwo"),
+          se(2, doc_id="a", op="upsert", version=3, content="one\n\nthree"),
+          se(3, doc_id="a", op="upsert", version=2, content="stale"),
+          se(4, doc_id="b", op="upsert", version=1, content="bee"),
+          se(5, tombstone=True, doc_id="b", op="delete", version=0)]
+
+
+def test_latest_versions_fold_like_the_indexer() -> None:
+    latest = latest_versions(EVENTS)
+    assert latest["a"].event.version == 3 and latest["b"].tombstone
+
+
+def test_compare_reports_nothing_for_a_faithful_index_and_each_kind_of_drift() -> None:
+    exp = expected_documents(latest_versions(EVENTS), chunk)
+    ids = chunk_ids(None, "a", chunk(EVENTS[1]))
+    states = {"a": DocState(version=3, chunk_ids=ids), "b": DocState(version=1, deleted=True)}
+    objects = [StoredObject(i, "a", exp["a"].hashes[i]) for i in ids]
+    assert compare(exp, states, objects) == []
+    assert len(compare(exp, states, objects[:1])) == 1
+    assert len(compare(exp, states, [*objects, StoredObject("x", "zzz", "h")])) == 1
+    assert len(compare(exp, {"b": states["b"]}, objects)) == 1
