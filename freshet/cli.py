@@ -168,13 +168,12 @@ def search(settings: Settings, query: str, mode: str, top_k: int, tenant: str | 
 @click.pass_obj
 def stats(settings: Settings, as_json: bool) -> None:
     """The running indexer's cumulative counters (since it started)."""
-    import httpx
+    from freshet.publishing import indexer_stats
 
-    url = f"{settings.indexer_base_url}/stats"
     try:
-        counters = httpx.get(url, timeout=5).raise_for_status().json()
-    except httpx.HTTPError as exc:
-        _fail(FreshetError(f"cannot read {url}: {exc}; is the indexer running (make status)?"))
+        counters = indexer_stats(settings)
+    except FreshetError as exc:
+        _fail(exc)
         return
     if as_json:
         click.echo(json.dumps(counters))
@@ -198,6 +197,26 @@ def verify(settings: Settings, vectors: bool) -> None:
         sys.exit(1)
     click.secho("verify: the index equals a fresh load of the latest versions"
                 + (" (ids, content and vectors)" if vectors else " (ids and content)"), fg="green")
+
+
+@main.group()
+def bench() -> None:
+    """Benchmarks that print a report."""
+
+
+@bench.command("edits")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@click.option("--keep", is_flag=True, help="Keep the benchmark's topics and collections afterwards.")
+@click.pass_obj
+def bench_edits(settings: Settings, file: Path, as_json: bool, keep: bool) -> None:
+    """Replay an edit history through the real pipeline and LangChain's indexing API; compare the cost."""
+    from ops.bench.edits import main as run_bench
+
+    try:
+        sys.exit(run_bench(settings, file, as_json=as_json, keep=keep))
+    except FreshetError as exc:
+        _fail(exc)
 
 
 @main.command()

@@ -12,7 +12,7 @@ import click
 
 from freshet.client import SearchClient
 from freshet.errors import FreshetError
-from freshet.publishing import print_reply, publish_events
+from freshet.publishing import indexer_stats, print_reply, publish_events
 from freshet.settings import Settings
 from schemas.change import ChangeEvent
 
@@ -55,5 +55,27 @@ def run_demo(settings: Settings) -> None:
     try:
         for query, mode in QUERIES:
             print_reply(f"{query} [{mode}]", client.search(query, mode=mode, top_k=3))
+        _edit_and_search_again(settings, events[-1], client)
     finally:
         client.close()
+
+
+EDIT = ("## Backing up the local stack\n\nTo back up a local freshet, stop it with `make down` and copy the "
+        "whole `.freshet` directory; the Kafka log, the Weaviate data and the worker state "
+        "travel together, so a copy restores a consistent index.")
+
+
+def _edit_and_search_again(settings: Settings, original: ChangeEvent, client: SearchClient) -> None:
+    """Edit one indexed document, re-publish it, and show only the new part was embedded."""
+    edited = original.model_copy(update={"version": original.version + 1,
+                                         "content": (original.content or "").rstrip() + "\n\n" + EDIT + "\n"})
+    click.secho(f"\nEditing {edited.doc_id}: one section appended, version {edited.version}", bold=True)
+    before = indexer_stats(settings)
+    publish_events(settings, [edited], wait=True, timeout=120, desc="publishing the edit")
+    after = indexer_stats(settings)
+    d = {k: after[k] - before.get(k, 0) for k in after}
+    click.echo(f"re-embedded {d['chunks_embedded']} chunk(s), {d['chars_embedded']:,} characters "
+               f"({d['tokens_embedded']:,} tokens) of a {len(edited.content or ''):,}-character document; "
+               f"{d['chunks_reused']} chunk(s) kept as they were, {d['chunks_deleted']} deleted")
+    query = "how do I back up the local stack"
+    print_reply(f"{query} [hybrid]", client.search(query, mode="hybrid", top_k=2))

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import click
+import httpx
 from pydantic import ValidationError
 from tqdm import tqdm
 
@@ -64,6 +65,15 @@ def wait_applied(watcher: AppliedWatcher, wanted: dict[str, int], timeout: float
                     f"{len(wanted) - done} of {len(wanted)} documents not applied after {timeout:.0f}s; "
                     "is the indexer running (make status)? See .freshet/logs/indexer.log")
             watcher.wait(wanted, timeout=0.5)
+
+
+def indexer_stats(settings: Settings) -> dict[str, int]:
+    """The running indexer's cumulative counters (``/stats`` of its HTTP server)."""
+    url = f"{settings.indexer_base_url}/stats"
+    try:
+        return dict(httpx.get(url, timeout=10).raise_for_status().json())
+    except httpx.HTTPError as exc:
+        raise FreshetError(f"cannot read {url}: {exc}; is the indexer running (make status)?") from exc
 
 
 def print_reply(query: str, reply: SearchReply) -> None:

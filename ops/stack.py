@@ -13,6 +13,7 @@ Everything lives under ``settings.home`` (default ``./.freshet``)::
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
 import sys
@@ -42,6 +43,20 @@ class Status:
     running: bool
     healthy: bool
     detail: str
+
+
+def isolated(base: Settings, tag: str, home: Path, **overrides: object) -> Settings:
+    """Settings of a pipeline of its own on ``base``'s Kafka and Weaviate: topics, collection,
+    consumer groups and worker ports that nothing else uses (tests and benchmarks)."""
+    fields = base.model_dump()
+    fields.update(
+        topic_changes=f"{tag}.changes", topic_requests=f"{tag}.requests", topic_replies=f"{tag}.replies",
+        topic_applied=f"{tag}.applied", topic_dead_letter=f"{tag}.deadletter", topic_metrics=f"{tag}.metrics",
+        collection="C_" + tag.replace("-", "_").replace(".", "_"), consumer_group_prefix=tag,
+        indexer_web_port=procs.free_port(), query_web_port=procs.free_port(), indexer_url="", home=home,
+    )
+    fields.update(overrides)
+    return Settings(**fields)
 
 
 class Stack:
@@ -129,6 +144,7 @@ class Stack:
             "CLUSTER_BIND_ADDR": "127.0.0.1",
             "RAFT_JOIN": "node1",
             "RAFT_BOOTSTRAP_EXPECT": "1",
+            **self._weaviate_cluster_ports(),
             "GRPC_PORT": str(s.weaviate_grpc_port),
             "GO_PROFILING_DISABLE": "true",
             "DISABLE_TELEMETRY": "true",
@@ -138,6 +154,17 @@ class Stack:
         procs.spawn([str(binary), "--host", s.weaviate_host, "--port", str(s.weaviate_http_port), "--scheme", "http"],
                     log=self.log_path("weaviate"), pidfile=self._pidfile("weaviate"), env=env)
         self._wait("weaviate")
+
+    def _weaviate_cluster_ports(self) -> dict[str, str]:
+        """Weaviate's internal (gossip, data, Raft) ports: the defaults for the default instance, free
+        ones (remembered across restarts, as Raft keeps its address) for any other."""
+        names = ("CLUSTER_GOSSIP_BIND_PORT", "CLUSTER_DATA_BIND_PORT", "RAFT_PORT", "RAFT_INTERNAL_RPC_PORT")
+        if self.s.weaviate_http_port == 8080:
+            return dict(zip(names, ("7946", "7947", "8300", "8301"), strict=True))
+        saved = self.home / "weaviate" / "cluster-ports.json"
+        if not saved.exists():
+            saved.write_text(json.dumps({n: str(procs.free_port()) for n in names}))
+        return dict(json.loads(saved.read_text()))
 
     # --- workers ----------------------------------------------------------------------------
     def _start_worker(self, role: str) -> None:

@@ -44,9 +44,9 @@ def _as_current(event: Any) -> Iterator[None]:
 
 def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexer, health: Health) -> None:
     """Attach the indexer agent and its state table to ``app``."""
-    # Keys and values go through the app's table serializers (JSON by default).
-    states = app.Table("doc-state", partitions=settings.topic_partitions, key_type=str, value_type=dict,
-                       help="DocState per document key")
+    # Keys (str) and values (DocState as a dict) go through the app's table serializers, JSON by
+    # default. No key_type/value_type: Faust would expect Record classes and fail in recovery.
+    states = app.Table("doc-state", partitions=settings.topic_partitions, help="DocState per document key")
 
     @app.agent(topics.changes, name="freshet.index_changes")
     async def index_changes(stream: Any) -> None:

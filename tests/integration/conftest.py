@@ -10,7 +10,6 @@ groups (``pipeline_settings``), so tests never see each other's data.
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +22,7 @@ from kafka import KafkaAdminClient
 
 from freshet.settings import WEAVIATE_VERSION, Settings
 from ops.stack import Stack
+from ops.stack import isolated as isolated_settings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -74,25 +74,12 @@ def endpoints() -> Iterator[Endpoints]:
         stack.down(started)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def make_settings(ep: Endpoints, home: Path) -> Settings:
     """Settings of an isolated pipeline: unique topics, collection, consumer groups and ports."""
-    sfx = uuid.uuid4().hex[:10]
-    return Settings(
-        kafka_bootstrap=ep.bootstrap, weaviate_host=ep.weaviate_host, weaviate_http_port=ep.http_port,
-        weaviate_grpc_port=ep.grpc_port,
-        topic_changes=f"test-{sfx}.changes", topic_requests=f"test-{sfx}.requests",
-        topic_replies=f"test-{sfx}.replies", topic_applied=f"test-{sfx}.applied",
-        topic_dead_letter=f"test-{sfx}.deadletter", topic_metrics=f"test-{sfx}.metrics",
-        topic_partitions=2, collection=f"Test_{sfx}", consumer_group_prefix=f"test-{sfx}",
-        indexer_web_port=free_port(), query_web_port=free_port(), home=home,
-        index_linger_seconds=0.2, start_timeout_seconds=180, max_document_bytes=200_000,
-    )
+    base = Settings(kafka_bootstrap=ep.bootstrap, weaviate_host=ep.weaviate_host, weaviate_http_port=ep.http_port,
+                    weaviate_grpc_port=ep.grpc_port)
+    return isolated_settings(base, f"test-{uuid.uuid4().hex[:10]}", home, topic_partitions=2, index_linger_seconds=0.2,
+                    start_timeout_seconds=180, max_document_bytes=200_000)
 
 
 def drop(settings: Settings) -> None:

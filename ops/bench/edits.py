@@ -1,0 +1,165 @@
+"""``freshet bench edits FILE``: what an edit history costs freshet, beside LangChain's indexing API.
+
+Runs the real pipeline (Kafka, a Faust indexer worker, the model, Weaviate) on a pipeline of its
+own (own topics, collection and consumer group on the running stack's Kafka and Weaviate): the
+snapshot events first, then every edit, one at a time (each published once the previous one is
+applied, so every version is paid for, as in the LangChain replay). It reads the indexer's
+counters before and after the edits, runs ``freshet verify`` on the result, loads the final
+versions into a second, empty collection and checks both hold the same chunk ids and vectors.
+The LangChain figures come from :mod:`ops.bench.langchain_baseline` on the same file.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import click
+from tqdm import tqdm
+
+from freshet.client import AppliedWatcher, DocumentPublisher
+from freshet.errors import FreshetError
+from freshet.publishing import indexer_stats, publish_events
+from freshet.settings import Settings
+from freshet.verify import read_objects, run_verify
+from ops.bench import langchain_baseline as lc
+from ops.stack import Stack, isolated
+from schemas.change import ChangeEvent
+
+
+def _replay_one_by_one(settings: Settings, events: list[ChangeEvent], timeout: float = 120.0) -> float:
+    """Publish each event once the previous one is applied; return the seconds it took."""
+    watcher = AppliedWatcher(settings.bootstrap_servers, settings.topic_applied)
+    publisher = DocumentPublisher(settings.bootstrap_servers, settings.topic_changes)
+    started = time.monotonic()
+    try:
+        for ev in tqdm(events, desc="edits, one at a time", unit="event"):
+            publisher.publish(ev).result(timeout=30)
+            if not watcher.wait({ev.key: ev.version}, timeout):
+                raise FreshetError(f"{ev.doc_id} v{ev.version} not applied within {timeout:.0f}s")
+    finally:
+        publisher.close()
+        watcher.close()
+    return time.monotonic() - started
+
+
+def _final_versions(events: list[ChangeEvent]) -> list[ChangeEvent]:
+    last: dict[str, ChangeEvent] = {}
+    for ev in events:
+        last[ev.key] = ev
+    return [ev for ev in last.values() if ev.op == "upsert"]
+
+
+def _same_index(a: Settings, b: Settings, tolerance: float = 1e-4) -> tuple[bool, str]:
+    objs_a, vec_a = read_objects(a, vectors=True)
+    objs_b, vec_b = read_objects(b, vectors=True)
+    if set(vec_a) != set(vec_b):
+        return False, f"chunk ids differ: {len(set(vec_a) - set(vec_b))} only in the replay, " \
+                      f"{len(set(vec_b) - set(vec_a))} only in the fresh load"
+    worst = max((max(abs(x - y) for x, y in zip(vec_a[i], vec_b[i], strict=True)) for i in vec_a), default=0.0)
+    ok = worst <= tolerance
+    return ok, f"{len(objs_a)} chunks, same ids, largest vector difference {worst:.1e}"
+
+
+def run(base: Settings, path: Path, *, snapshot: int = lc.SNAPSHOT_EVENTS, keep: bool = False) -> dict[str, Any]:
+    """Run the benchmark; return every figure (see :func:`print_report`)."""
+    raw = lc.load_events(path)
+    events = [ChangeEvent.model_validate(e) for e in raw]
+    report: dict[str, Any] = {"file": str(path), "events": len(events), "snapshot_events": snapshot,
+                              "edit_events": len(events) - snapshot}
+    click.echo("LangChain baselines (in memory, counting embedding function) ...")
+    report["new_paragraph_chars"] = lc.new_paragraph_chars(raw, start=snapshot)
+    report["langchain"] = {f"{size},{overlap}": lc.langchain_edit_cost(raw, size, overlap, start=snapshot)
+                           for size, overlap in ((1000, 200), (500, 50))}
+    report["full_reembed_500_50"] = lc.full_reembed_cost(raw, 500, 50, start=snapshot)
+
+    Stack(base).up(["kafka", "weaviate"])
+    home = Path(tempfile.mkdtemp(prefix="freshet-bench-"))
+    tag = f"bench-{uuid.uuid4().hex[:8]}"
+    replay = isolated(base, tag, home / "replay", index_linger_seconds=0.05)
+    fresh = isolated(base, tag + "-fresh", home / "fresh")
+    stacks = [Stack(replay), Stack(fresh)]
+    try:
+        stacks[0].up(["indexer"])
+        publish_events(replay, events[:snapshot], wait=True, timeout=900, desc="snapshot")
+        before = indexer_stats(replay)
+        seconds = _replay_one_by_one(replay, events[snapshot:])
+        after = indexer_stats(replay)
+        report["freshet"] = {k: after[k] - before[k] for k in after} | {"seconds": round(seconds, 1)}
+        click.echo("verify ...")
+        problems = run_verify(replay)
+        report["verify"] = {"ok": not problems, "problems": problems[:20]}
+        stacks[1].up(["indexer"])
+        publish_events(fresh, _final_versions(events), wait=True, timeout=900, desc="fresh load of final versions")
+        same, detail = _same_index(replay, fresh)
+        report["fresh_load_equal"] = {"ok": same, "detail": detail}
+    finally:
+        for st in stacks:
+            st.down(["indexer"])
+        if not keep:
+            for s in (replay, fresh):
+                _drop(s)
+    return report
+
+
+def _drop(s: Settings) -> None:
+    import weaviate
+    from kafka import KafkaAdminClient
+
+    client = weaviate.connect_to_custom(http_host=s.weaviate_host, http_port=s.weaviate_http_port, http_secure=False,
+                                        grpc_host=s.weaviate_host, grpc_port=s.weaviate_grpc_port, grpc_secure=False)
+    try:
+        client.collections.delete(s.collection)
+    finally:
+        client.close()
+    admin = KafkaAdminClient(bootstrap_servers=s.bootstrap_servers.split(","))
+    try:
+        existing = set(admin.list_topics())
+        admin.delete_topics([t for t in existing if t.startswith(s.consumer_group_prefix)])
+    finally:
+        admin.close()
+
+
+def print_report(r: dict[str, Any]) -> None:
+    m = 1e6
+    new = r["new_paragraph_chars"]
+    f = r["freshet"]
+    click.secho(f"\nEdit cost over {r['edit_events']:,} edits of {r['file']} (after {r['snapshot_events']} "
+                "snapshot events), as text given to the embedding model:", bold=True)
+    rows = [
+        ("paragraphs new in each version (reference)", new, ""),
+        ("freshet (real pipeline, every version applied)", f["chars_embedded"],
+         f"{f['tokens_embedded']:,} tokens, {f['chunks_embedded']:,} chunks embedded, "
+         f"{f['chunks_reused']:,} reused"),
+        ("LangChain index() incremental, splitter (1000, 200)", r["langchain"]["1000,200"]["chars"],
+         f"{r['langchain']['1000,200']['texts']:,} chunks"),
+        ("LangChain index() incremental, splitter (500, 50)", r["langchain"]["500,50"]["chars"],
+         f"{r['langchain']['500,50']['texts']:,} chunks"),
+        ("re-embed every chunk of every changed version (500, 50)", r["full_reembed_500_50"]["chars"], ""),
+    ]
+    for label, chars, detail in rows:
+        click.echo(f"  {label:<58} {chars / m:6.2f} M chars  {chars / new:5.2f}x  {detail}")
+    budget = 1.5 * new
+    verdict = "within" if f["chars_embedded"] <= budget else "OVER"
+    click.echo(f"  budget 1.5 x new paragraphs = {budget / m:.2f} M chars: freshet is {verdict} it")
+    click.echo(f"  Weaviate: {f['chunks_written']:,} objects written, {f['chunks_updated']:,} updated, "
+               f"{f['chunks_deleted']:,} deleted; {f['stale_skipped']} stale; {f['seconds']:.0f} s for the edits")
+    v = r["verify"]
+    click.echo(f"  freshet verify after the replay: {'passed' if v['ok'] else 'FAILED: ' + '; '.join(v['problems'])}")
+    e = r["fresh_load_equal"]
+    click.echo(f"  replayed index vs fresh load of the final versions: {'equal' if e['ok'] else 'DIFFERENT'} "
+               f"({e['detail']})")
+
+
+def main(base: Settings, path: Path, *, as_json: bool, keep: bool) -> int:
+    report = run(base, path, keep=keep)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        print_report(report)
+    ok = report["verify"]["ok"] and report["fresh_load_equal"]["ok"]
+    return 0 if ok else 1

@@ -1,0 +1,99 @@
+"""At-least-once delivery against the real services: a killed indexer and an absent Weaviate lose nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from freshet.client import AppliedWatcher, DocumentPublisher, wanted_versions
+from freshet.settings import Settings
+from freshet.verify import run_verify
+from ops import procs
+from ops.stack import Stack, isolated
+from schemas.change import ChangeEvent
+from tests.integration.conftest import drop, make_settings
+from tests.integration.helpers import read_topic
+
+pytestmark = pytest.mark.integration
+
+
+def docs(n: int, version: int = 1, prefix: str = "d") -> list[ChangeEvent]:
+    return [ChangeEvent(doc_id=f"{prefix}/{i}.md", op="upsert", version=version,
+                        content=f"# Note {i}\n\n" + f"Paragraph about topic {i} and its version {version}. " * 6)
+            for i in range(n)]
+
+
+def publish(settings: Settings, events: list[ChangeEvent]) -> None:
+    publisher = DocumentPublisher(settings.bootstrap_servers, settings.topic_changes)
+    try:
+        for fut in [publisher.publish(ev) for ev in events]:
+            fut.result(timeout=30)
+    finally:
+        publisher.close()
+
+
+@pytest.fixture
+def indexer_only(endpoints, tmp_path: Path) -> Iterator[Settings]:  # type: ignore[no-untyped-def]
+    settings = make_settings(endpoints, tmp_path)
+    stack = Stack(settings)
+    stack.up(["indexer"])
+    yield settings
+    stack.down(["indexer"])
+    drop(settings)
+
+
+def test_a_killed_indexer_resumes_and_the_index_equals_a_clean_run(indexer_only: Settings) -> None:
+    events = docs(40) + docs(40, version=2)
+    watcher = AppliedWatcher(indexer_only.bootstrap_servers, indexer_only.topic_applied)
+    try:
+        publish(indexer_only, events)
+        deadline = time.monotonic() + 120
+        while watcher.count_applied(wanted_versions(docs(40))) < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pid = procs.read_pid(indexer_only.home / "run" / "indexer.pid")
+        assert pid is not None
+        os.killpg(pid, signal.SIGKILL)  # mid-stream, no chance to commit or flush anything
+        time.sleep(1)
+        Stack(indexer_only).up(["indexer"])
+        assert watcher.wait(wanted_versions(events), 180), "not every event was applied after the restart"
+    finally:
+        watcher.close()
+    assert run_verify(indexer_only, vectors=True) == []
+
+
+@pytest.fixture
+def own_weaviate(endpoints, tmp_path: Path) -> Iterator[tuple[Settings, Stack]]:  # type: ignore[no-untyped-def]
+    """An indexer on a Weaviate server of this test's own, which the test stops and starts."""
+    base = make_settings(endpoints, tmp_path)
+    settings = isolated(base, f"test-{uuid.uuid4().hex[:10]}", tmp_path / "own", weaviate_host="127.0.0.1",
+                        weaviate_http_port=procs.free_port(), weaviate_grpc_port=procs.free_port(),
+                        index_linger_seconds=0.2)
+    stack = Stack(settings)
+    stack.up(["weaviate", "indexer"])
+    yield settings, stack
+    stack.down(["indexer", "weaviate"])
+
+
+def test_an_absent_weaviate_is_waited_out_and_nothing_is_lost(own_weaviate: tuple[Settings, Stack]) -> None:
+    settings, stack = own_weaviate
+    watcher = AppliedWatcher(settings.bootstrap_servers, settings.topic_applied)
+    try:
+        publish(settings, docs(3, prefix="before"))
+        assert watcher.wait(wanted_versions(docs(3, prefix="before")), 60)
+        stack.down(["weaviate"])
+        publish(settings, docs(5, prefix="during"))
+        assert not watcher.wait(wanted_versions(docs(5, prefix="during")), 8), "applied without Weaviate?"
+        stack.up(["weaviate"])
+        assert watcher.wait(wanted_versions(docs(5, prefix="during")), 180), "the indexer did not resume"
+    finally:
+        watcher.close()
+    assert run_verify(settings) == []
+    assert "transient_fault_retrying" in (settings.home / "logs" / "indexer.log").read_text()
+    with pytest.raises(AssertionError):  # nothing went to the dead-letter topic
+        read_topic(settings, settings.topic_dead_letter, timeout=3)
