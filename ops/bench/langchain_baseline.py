@@ -19,7 +19,7 @@ import argparse
 import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -50,6 +50,8 @@ class EditCost(TypedDict):
     """Characters given to the embedding function (``embed_documents`` and ``embed_query``)."""
     texts: int
     """Number of texts given to the embedding function."""
+    tokens: int
+    """Tokens of those texts, as ``count_tokens`` counts them (0 without one)."""
     num_added: int
     """Chunks written to the vector store, summed over every ``index()`` result."""
     num_deleted: int
@@ -79,19 +81,24 @@ class CountingEmbeddings(Embeddings):
     The vectors are meaningless but deterministic: only the texts handed in are measured.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, count_tokens: Callable[[str], int] | None = None) -> None:
+        self._count_tokens = count_tokens
         self.chars = 0
         self.texts = 0
+        self.tokens = 0
 
     def reset(self) -> None:
-        """Zero both counters (after the initial load)."""
+        """Zero the counters (after the initial load)."""
         self.chars = 0
         self.texts = 0
+        self.tokens = 0
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Count ``texts`` and return one fake vector per text."""
         self.chars += sum(len(text) for text in texts)
         self.texts += len(texts)
+        if self._count_tokens is not None:
+            self.tokens += sum(self._count_tokens(text) for text in texts)
         return [fake_vector(text) for text in texts]
 
     def embed_query(self, text: str) -> list[float]:
@@ -159,6 +166,7 @@ def langchain_edit_cost(
     start: int = SNAPSHOT_EVENTS,
     *,
     progress: bool = False,
+    count_tokens: Callable[[str], int] | None = None,
 ) -> EditCost:
     """Replay ``events`` through ``langchain_core.indexing.index(cleanup="incremental")``; cost of the edits.
 
@@ -182,7 +190,7 @@ def langchain_edit_cost(
     fastapi-docs-edits.jsonl: its largest version splits into 44 chunks at (1000, 200), 92 at (500, 50).
     """
     splitter = RecursiveCharacterTextSplitter(chunk_size=chunk_size, chunk_overlap=chunk_overlap)
-    embeddings = CountingEmbeddings()
+    embeddings = CountingEmbeddings(count_tokens)
     record_manager = InMemoryRecordManager(namespace="freshet-bench")
     vector_store = InMemoryVectorStore(embedding=embeddings)
     for event in events[:start]:
@@ -196,7 +204,8 @@ def langchain_edit_cost(
         skipped += result["num_skipped"]
     _check_store(vector_store, _live_chunks(events, splitter))
     return EditCost(
-        chars=embeddings.chars, texts=embeddings.texts, num_added=added, num_deleted=deleted, num_skipped=skipped
+        chars=embeddings.chars, texts=embeddings.texts, tokens=embeddings.tokens,
+        num_added=added, num_deleted=deleted, num_skipped=skipped,
     )
 
 

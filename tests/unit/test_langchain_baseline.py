@@ -53,13 +53,13 @@ def test_langchain_embeds_only_changed_chunks_and_deletes_whole_documents() -> N
     cost = langchain_edit_cost(HISTORY, SIZE, OVERLAP, start=2)
     # a v2 embeds "cccc cccc", skips "aaaa aaaa", cleans "bbbb bbbb"; b is deleted then embedded anew;
     # deleting a removes its 2 chunks.
-    assert cost == {"chars": 18, "texts": 2, "num_added": 2, "num_deleted": 4, "num_skipped": 1}
+    assert cost == {"chars": 18, "texts": 2, "tokens": 0, "num_added": 2, "num_deleted": 4, "num_skipped": 1}
 
 
 def test_an_unchanged_version_costs_nothing() -> None:
     history = [upsert("a", 1, "aaaa aaaa"), upsert("a", 2, "aaaa aaaa")]
     cost = langchain_edit_cost(history, SIZE, OVERLAP, start=1)
-    assert cost == {"chars": 0, "texts": 0, "num_added": 0, "num_deleted": 0, "num_skipped": 1}
+    assert cost == {"chars": 0, "texts": 0, "tokens": 0, "num_added": 0, "num_deleted": 0, "num_skipped": 1}
 
 
 def test_full_reembed_counts_every_chunk_of_every_upsert() -> None:
