@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-import weaviate
 from tqdm import tqdm
 
 from freshet.client import read_to_end
@@ -16,7 +15,7 @@ from workers.chunking import Chunk, chunk_document
 from workers.embedding import SentenceTransformerEmbedder
 from workers.planning import DocState, Sourced
 from workers.verification import Expected, StoredObject, compare, expected_documents, latest_versions
-from workers.weaviate_store import VECTOR_NAME
+from workers.weaviate_store import VECTOR_NAME, sync_client
 
 
 def state_topic(settings: Settings) -> str:
@@ -48,9 +47,7 @@ def read_states(settings: Settings) -> dict[str, DocState]:
 
 
 def read_objects(settings: Settings, *, vectors: bool) -> tuple[list[StoredObject], dict[str, list[float]]]:
-    client = weaviate.connect_to_custom(
-        http_host=settings.weaviate_host, http_port=settings.weaviate_http_port, http_secure=False,
-        grpc_host=settings.weaviate_host, grpc_port=settings.weaviate_grpc_port, grpc_secure=False)
+    client = sync_client(settings.weaviate_host, settings.weaviate_http_port, settings.weaviate_grpc_port)
     objects: list[StoredObject] = []
     vecs: dict[str, list[float]] = {}
     try:

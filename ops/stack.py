@@ -59,6 +59,28 @@ def isolated(base: Settings, tag: str, home: Path, **overrides: object) -> Setti
     return Settings(**fields)
 
 
+def drop_pipeline(s: Settings) -> None:
+    """Delete an isolated pipeline's collection and every topic of its consumer-group prefix
+    (its own topics and the Faust internals: state changelog, leader topic)."""
+    from kafka import KafkaAdminClient
+
+    from workers.weaviate_store import sync_client
+
+    client = sync_client(s.weaviate_host, s.weaviate_http_port, s.weaviate_grpc_port)
+    try:
+        client.collections.delete(s.collection)
+    finally:
+        client.close()
+    admin = KafkaAdminClient(bootstrap_servers=s.bootstrap_servers.split(","))
+    try:
+        ours = [t for t in admin.list_topics() if t.startswith(s.consumer_group_prefix + ".")
+                or t.startswith(s.consumer_group_prefix + "-")]
+        if ours:
+            admin.delete_topics(ours)
+    finally:
+        admin.close()
+
+
 class Stack:
     """Starts, stops and inspects the local services described by one :class:`Settings`."""
 

@@ -256,6 +256,12 @@ class WeaviateChunkStore:
         return [_to_hit(o, query.mode) for o in res.objects]
 
 
+def sync_client(host: str, http_port: int, grpc_port: int) -> weaviate.WeaviateClient:
+    """A connected synchronous client, for tools and tests (close it when done)."""
+    return weaviate.connect_to_custom(http_host=host, http_port=http_port, http_secure=False,
+                                      grpc_host=host, grpc_port=grpc_port, grpc_secure=False)
+
+
 def _looks_transient(message: str) -> bool:
     return any(word in message.lower() for word in _TRANSIENT_WORDS)
 

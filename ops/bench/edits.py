@@ -28,7 +28,7 @@ from freshet.publishing import indexer_stats, publish_events
 from freshet.settings import Settings
 from freshet.verify import read_objects, run_verify
 from ops.bench import langchain_baseline as lc
-from ops.stack import Stack, isolated
+from ops.stack import Stack, drop_pipeline, isolated
 from schemas.change import ChangeEvent
 from workers.embedding import default_model_path
 
@@ -116,26 +116,8 @@ def run(base: Settings, path: Path, *, snapshot: int = lc.SNAPSHOT_EVENTS, keep:
             st.down(["indexer"])
         if not keep:
             for s in (replay, fresh):
-                _drop(s)
+                drop_pipeline(s)
     return report
-
-
-def _drop(s: Settings) -> None:
-    import weaviate
-    from kafka import KafkaAdminClient
-
-    client = weaviate.connect_to_custom(http_host=s.weaviate_host, http_port=s.weaviate_http_port, http_secure=False,
-                                        grpc_host=s.weaviate_host, grpc_port=s.weaviate_grpc_port, grpc_secure=False)
-    try:
-        client.collections.delete(s.collection)
-    finally:
-        client.close()
-    admin = KafkaAdminClient(bootstrap_servers=s.bootstrap_servers.split(","))
-    try:
-        existing = set(admin.list_topics())
-        admin.delete_topics([t for t in existing if t.startswith(s.consumer_group_prefix)])
-    finally:
-        admin.close()
 
 
 def print_report(r: dict[str, Any]) -> None:

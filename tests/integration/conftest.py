@@ -17,11 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import weaviate
-from kafka import KafkaAdminClient
 
 from freshet.settings import WEAVIATE_VERSION, Settings
-from ops.stack import Stack
+from ops.stack import Stack, drop_pipeline
 from ops.stack import isolated as isolated_settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -82,23 +80,6 @@ def make_settings(ep: Endpoints, home: Path) -> Settings:
                     start_timeout_seconds=180, max_document_bytes=200_000)
 
 
-def drop(settings: Settings) -> None:
-    """Delete a test pipeline's collection and topics."""
-    client = weaviate.connect_to_custom(
-        http_host=settings.weaviate_host, http_port=settings.weaviate_http_port, http_secure=False,
-        grpc_host=settings.weaviate_host, grpc_port=settings.weaviate_grpc_port, grpc_secure=False)
-    try:
-        client.collections.delete(settings.collection)
-    finally:
-        client.close()
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers.split(","))
-    try:
-        existing = set(admin.list_topics())
-        admin.delete_topics([t for t in settings.topics() if t in existing])
-    finally:
-        admin.close()
-
-
 @pytest.fixture(scope="module")
 def pipeline(endpoints: Endpoints, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """A running indexer and query worker on their own topics and collection, for one module."""
@@ -109,7 +90,7 @@ def pipeline(endpoints: Endpoints, tmp_path_factory: pytest.TempPathFactory) -> 
         yield settings
     finally:
         stack.down(["indexer", "query"])
-        drop(settings)
+        drop_pipeline(settings)
 
 
 @pytest.fixture
@@ -117,4 +98,4 @@ def isolated(endpoints: Endpoints, tmp_path: Path) -> Iterator[Settings]:
     """Settings with their own collection and topics, no workers; cleaned up afterwards."""
     settings = make_settings(endpoints, tmp_path)
     yield settings
-    drop(settings)
+    drop_pipeline(settings)

@@ -7,13 +7,13 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-import weaviate
 from kafka import KafkaConsumer, KafkaProducer
 from weaviate.classes.query import Filter
 
 from freshet.client import AppliedWatcher, DocumentPublisher, wanted_versions
 from freshet.settings import Settings
 from schemas.change import ChangeEvent
+from workers.weaviate_store import sync_client
 
 
 def publish_and_wait(settings: Settings, events: list[ChangeEvent], timeout: float = 120.0) -> None:
@@ -62,9 +62,7 @@ def stats(settings: Settings) -> dict[str, int]:
 
 def stored(settings: Settings, doc_id: str) -> dict[str, dict[str, Any]]:
     """The Weaviate objects of one document: id -> properties."""
-    client = weaviate.connect_to_custom(
-        http_host=settings.weaviate_host, http_port=settings.weaviate_http_port, http_secure=False,
-        grpc_host=settings.weaviate_host, grpc_port=settings.weaviate_grpc_port, grpc_secure=False)
+    client = sync_client(settings.weaviate_host, settings.weaviate_http_port, settings.weaviate_grpc_port)
     try:
         coll = client.collections.use(settings.collection)
         res = coll.query.fetch_objects(filters=Filter.by_property("doc_id").equal(doc_id), limit=1000)

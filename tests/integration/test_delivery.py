@@ -15,9 +15,9 @@ from freshet.client import AppliedWatcher, DocumentPublisher, wanted_versions
 from freshet.settings import Settings
 from freshet.verify import run_verify
 from ops import procs
-from ops.stack import Stack, isolated
+from ops.stack import Stack, drop_pipeline, isolated
 from schemas.change import ChangeEvent
-from tests.integration.conftest import drop, make_settings
+from tests.integration.conftest import make_settings
 from tests.integration.helpers import read_topic
 
 pytestmark = pytest.mark.integration
@@ -45,7 +45,7 @@ def indexer_only(endpoints, tmp_path: Path) -> Iterator[Settings]:  # type: igno
     stack.up(["indexer"])
     yield settings
     stack.down(["indexer"])
-    drop(settings)
+    drop_pipeline(settings)
 
 
 def test_a_killed_indexer_resumes_and_the_index_equals_a_clean_run(indexer_only: Settings) -> None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-import weaviate
 
 from freshet.settings import Settings
 from freshet.verify import run_verify
 from schemas.change import ChangeEvent
 from tests.integration.helpers import publish_and_wait, send_raw, stored
+from workers.weaviate_store import sync_client
 
 pytestmark = pytest.mark.integration
 
@@ -28,9 +28,7 @@ def test_verify_passes_then_catches_a_missing_chunk(pipeline: Settings) -> None:
     assert run_verify(pipeline, vectors=True) == []
 
     victim = next(iter(stored(pipeline, "r/a.md")))
-    client = weaviate.connect_to_custom(
-        http_host=pipeline.weaviate_host, http_port=pipeline.weaviate_http_port, http_secure=False,
-        grpc_host=pipeline.weaviate_host, grpc_port=pipeline.weaviate_grpc_port, grpc_secure=False)
+    client = sync_client(pipeline.weaviate_host, pipeline.weaviate_http_port, pipeline.weaviate_grpc_port)
     try:
         client.collections.use(pipeline.collection).data.delete_by_id(victim)
     finally:
