@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
-import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,18 +23,28 @@ def log_tail(path: Path, lines: int = 40) -> str:
         return ""
 
 
-def spawn(argv: Sequence[str], *, log: Path, pidfile: Path, env: Mapping[str, str] | None = None,
-          cwd: Path | None = None) -> int:
-    """Start ``argv`` detached in its own session, output appended to ``log``; record its pid."""
+def spawn(argv: Sequence[str], *, log: Path, pidfile: Path, env: Mapping[str, str] | None = None) -> int:
+    """Start ``argv`` detached in a session of its own, output appended to ``log``; record its pid.
+
+    ``posix_spawn`` rather than ``subprocess``: the launcher does not wait for the child, and a
+    dropped ``Popen`` would warn that its child is still running.
+    """
     log.parent.mkdir(parents=True, exist_ok=True)
     pidfile.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        proc = subprocess.Popen(  # noqa: S603 - argv is built by the launcher, not from input
-            list(argv), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=dict(env) if env is not None else None, cwd=cwd, start_new_session=True,
+    out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    try:
+        pid = os.posix_spawnp(
+            argv[0], list(argv), dict(env if env is not None else os.environ),
+            file_actions=[(os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, out, 1),
+                          (os.POSIX_SPAWN_DUP2, out, 2)],
+            setsid=True,
         )
-    pidfile.write_text(f"{proc.pid}\n")
-    return proc.pid
+    finally:
+        os.close(out)
+        os.close(devnull)
+    pidfile.write_text(f"{pid}\n")
+    return pid
 
 
 def read_pid(pidfile: Path) -> int | None:
@@ -65,8 +75,15 @@ def stop(pidfile: Path, *, timeout: float = 30.0) -> bool:
     else:
         _signal_group(pid, signal.SIGKILL)
         time.sleep(0.5)
+    _reap(pid)
     pidfile.unlink(missing_ok=True)
     return True
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status of a child we spawned, so it does not linger as a zombie."""
+    with contextlib.suppress(ChildProcessError):  # not ours (an earlier `make up`): init reaps it
+        os.waitpid(pid, os.WNOHANG)
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
