@@ -15,6 +15,7 @@ import fcntl
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -99,10 +100,18 @@ def _run(argv: Sequence[str], *, what: str, log: Path, env: dict[str, str] | Non
     with log.open("wb") as out:
         proc = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT,  # noqa: S603
                                 stdin=subprocess.DEVNULL, env=env)
-        with tqdm(desc=f"installing {what}", bar_format="{desc}: {elapsed}", leave=True) as bar:
+        # On a terminal the elapsed time ticks every second; in a CI log, one line every 30 s.
+        tty = sys.stderr.isatty()
+        with tqdm(desc=f"installing {what}", bar_format="{desc}: {elapsed}", leave=True,
+                  mininterval=1.0 if tty else 30.0) as bar:
+            last = time.monotonic()
             while proc.poll() is None:
                 time.sleep(1.0)
-                bar.refresh()
+                if tty or time.monotonic() - last >= 30:
+                    bar.refresh()
+                    if not tty:
+                        sys.stderr.write("\n")
+                    last = time.monotonic()
     if proc.returncode != 0:
         raise StackError(
             f"install of {what} failed (exit {proc.returncode}): {' '.join(argv)}; full log: {log}",
