@@ -6,11 +6,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 from kafka import KafkaConsumer, KafkaProducer
 from weaviate.classes.query import Filter
 
-from freshet.client import AppliedWatcher, DocumentPublisher, wanted_versions
+from freshet.publishing import publish_events
 from freshet.settings import Settings
 from schemas.change import ChangeEvent
 from workers.weaviate_store import sync_client
@@ -18,15 +17,7 @@ from workers.weaviate_store import sync_client
 
 def publish_and_wait(settings: Settings, events: list[ChangeEvent], timeout: float = 120.0) -> None:
     """Publish ``events`` and block until the indexer has applied all of them."""
-    watcher = AppliedWatcher(settings.bootstrap_servers, settings.topic_applied)
-    publisher = DocumentPublisher(settings.bootstrap_servers, settings.topic_changes)
-    try:
-        for fut in [publisher.publish(ev) for ev in events]:
-            fut.result(timeout=30)
-        assert watcher.wait(wanted_versions(events), timeout), "indexer did not apply the events in time"
-    finally:
-        publisher.close()
-        watcher.close()
+    publish_events(settings, events, wait=True, timeout=timeout)
 
 
 def send_raw(settings: Settings, topic: str, key: bytes | None, value: bytes | None,
@@ -53,11 +44,6 @@ def read_topic(settings: Settings, topic: str, *, count: int = 1, where: Callabl
         consumer.close()
     assert len(records) >= count, f"only {len(records)} of {count} records on {topic} after {timeout}s"
     return records
-
-
-def stats(settings: Settings) -> dict[str, int]:
-    """The pipeline indexer's cumulative counters."""
-    return dict(httpx.get(f"{settings.indexer_base_url}/stats", timeout=5).raise_for_status().json())
 
 
 def stored(settings: Settings, doc_id: str) -> dict[str, dict[str, Any]]:

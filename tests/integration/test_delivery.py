@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from freshet.client import AppliedWatcher, DocumentPublisher, wanted_versions
+from freshet.client import AppliedWatcher, wanted_versions
+from freshet.publishing import publish_events
 from freshet.settings import Settings
 from freshet.verify import run_verify
 from ops import procs
@@ -30,12 +31,7 @@ def docs(n: int, version: int = 1, prefix: str = "d") -> list[ChangeEvent]:
 
 
 def publish(settings: Settings, events: list[ChangeEvent]) -> None:
-    publisher = DocumentPublisher(settings.bootstrap_servers, settings.topic_changes)
-    try:
-        for fut in [publisher.publish(ev) for ev in events]:
-            fut.result(timeout=30)
-    finally:
-        publisher.close()
+    publish_events(settings, events, wait=False, timeout=0)
 
 
 @pytest.fixture

@@ -6,10 +6,11 @@ import json
 
 import pytest
 
+from freshet.publishing import indexer_stats as stats
 from freshet.settings import Settings
 from schemas.change import ChangeEvent
 from schemas.deadletter import REASON
-from tests.integration.helpers import publish_and_wait, read_topic, send_raw, stats, stored
+from tests.integration.helpers import publish_and_wait, read_topic, send_raw, stored
 
 pytestmark = pytest.mark.integration
 
