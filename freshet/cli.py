@@ -137,26 +137,36 @@ def publish(settings: Settings, file: Path, wait: bool, timeout: float) -> None:
 @click.argument("query")
 @click.option("--mode", type=click.Choice(["hybrid", "vector", "keyword"]), default="hybrid", show_default=True)
 @click.option("-k", "--top-k", default=10, show_default=True, type=click.IntRange(1, 100))
+@click.option("--alpha", type=click.FloatRange(0, 1), default=None, help="Hybrid weight of the vector side.")
+@click.option("--filter", "filters", multiple=True, metavar="COND",
+              help="FIELD=V, FIELD!=V, FIELD>=V (>, <, <=), or 'FIELD in V1,V2'; repeat to AND them. "
+                   "Or a JSON filter object (see the request contract).")
 @click.option("--tenant", default=None)
+@click.option("--group-by-doc", is_flag=True, help="One hit per document (its best chunk).")
 @click.option("--json", "as_json", is_flag=True, help="Print the reply as JSON.")
 @click.option("--timeout", default=30.0, show_default=True)
 @click.pass_obj
-def search(settings: Settings, query: str, mode: str, top_k: int, tenant: str | None, as_json: bool,
-           timeout: float) -> None:
+def search(settings: Settings, query: str, mode: str, top_k: int, alpha: float | None, filters: tuple[str, ...],
+           tenant: str | None, group_by_doc: bool, as_json: bool, timeout: float) -> None:
     """Search over the request topic and print the reply."""
     from freshet.client import SearchClient
     from freshet.publishing import print_reply
+    from schemas.search import filter_from_cli
 
+    fields: dict[str, Any] = {"mode": mode, "top_k": top_k, "tenant": tenant, "group_by_doc": group_by_doc}
+    if alpha is not None:
+        fields["alpha"] = alpha
     try:
+        if filters:
+            fields["filters"] = filter_from_cli(filters)
         client = SearchClient(settings.bootstrap_servers, request_topic=settings.topic_requests,
                               reply_topic=settings.topic_replies, timeout=timeout)
         try:
-            reply = client.search(query, mode=mode, top_k=top_k, tenant=tenant)
+            reply = client.search(query, **fields)
         finally:
             client.close()
-    except FreshetError as exc:
-        _fail(exc)
-        return
+    except (FreshetError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
     if as_json:
         click.echo(json.dumps(reply.model_dump(mode="json"), indent=2))
     else:

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterable
 from concurrent.futures import Future
@@ -16,13 +17,16 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
 from freshet.errors import FreshetError, TransientError
-from schemas.applied import AppliedRecord
+from schemas.applied import AppliedRecord, parse_applied
 from schemas.change import ChangeEvent, document_key
 from schemas.search import CORRELATION_HEADER, REQUEST_ID_HEADER, SearchReply, SearchRequest
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -109,19 +113,26 @@ class DocumentPublisher:
 
 
 class _Tail(threading.Thread):
-    """Polls a group-less consumer and hands each record to ``on_record``."""
+    """Polls a group-less consumer and hands each record to ``on_record``; ``on_idle`` after each poll."""
 
-    def __init__(self, consumer: KafkaConsumer, on_record: Any) -> None:
+    def __init__(self, consumer: KafkaConsumer, on_record: Any, on_idle: Any = None) -> None:
         super().__init__(daemon=True, name="freshet-tail")
         self._consumer = consumer
         self._on_record = on_record
+        self._on_idle = on_idle
         self._halt = threading.Event()
 
     def run(self) -> None:
         while not self._halt.is_set():
-            for records in self._consumer.poll(timeout_ms=200).values():
+            for records in self._consumer.poll(timeout_ms=100).values():
                 for record in records:
-                    self._on_record(record)
+                    try:
+                        self._on_record(record)
+                    except (ValueError, UnicodeDecodeError) as exc:  # pydantic's ValidationError is a ValueError
+                        log.warning("unreadable_record_skipped", topic=record.topic, partition=record.partition,
+                                    offset=record.offset, error=str(exc)[:300])
+            if self._on_idle is not None:
+                self._on_idle()
         self._consumer.close()
 
     def stop(self) -> None:
@@ -130,46 +141,68 @@ class _Tail(threading.Thread):
 
 
 class SearchClient:
-    """Request-reply search over Kafka."""
+    """Request-reply search over Kafka: many requests in flight over one reply consumer.
+
+    Each request carries a ``deadline_ms`` (its timeout, unless given) so the query worker drops it
+    once nobody waits any more; a request without a reply by then fails its future with
+    :class:`TransientError`. Replies are matched by the ``correlation_id`` header.
+    """
 
     def __init__(self, bootstrap: str, *, request_topic: str, reply_topic: str, timeout: float = 30.0) -> None:
         self._request_topic = request_topic
         self._reply_topic = reply_topic
         self._timeout = timeout
-        self._pending: dict[str, Future[SearchReply]] = {}
+        self._pending: dict[str, tuple[Future[SearchReply], float]] = {}
         self._lock = threading.Lock()
         self._producer = _producer(bootstrap)
-        self._tail = _Tail(_tail_consumer(bootstrap, reply_topic), self._on_reply)
+        self._tail = _Tail(_tail_consumer(bootstrap, reply_topic), self._on_reply, self._expire)
         self._tail.start()
 
     def _on_reply(self, record: Any) -> None:
         rid = dict(record.headers or []).get(CORRELATION_HEADER, record.key or b"").decode("utf-8", "replace")
         with self._lock:
-            fut = self._pending.pop(rid, None)
+            fut, _ = self._pending.pop(rid, (None, 0.0))
         if fut is not None and record.value is not None:
             fut.set_result(SearchReply.model_validate_json(record.value))
 
-    def submit(self, query: str, **fields: Any) -> Future[SearchReply]:
-        """Send a request (fields of :class:`SearchRequest`) without waiting for the reply."""
+    def _expire(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            gone = [rid for rid, (_, deadline) in self._pending.items() if deadline < now]
+            futures = [self._pending.pop(rid)[0] for rid in gone]
+        for fut in futures:
+            fut.set_exception(TransientError(
+                f"no reply on {self._reply_topic!r} in time; is the query worker running (make status)?"))
+
+    @property
+    def in_flight(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def submit(self, query: str, *, timeout: float | None = None, **fields: Any) -> Future[SearchReply]:
+        """Send a request (fields of :class:`SearchRequest`) without waiting; the future fails with
+        :class:`TransientError` when no reply came within ``timeout`` seconds."""
+        wait = timeout or self._timeout
+        fields.setdefault("deadline_ms", int(wait * 1000))
         req = SearchRequest(request_id=fields.pop("request_id", None) or uuid.uuid4().hex, query=query,
                             reply_to=self._reply_topic, **fields)
         fut: Future[SearchReply] = Future()
         with self._lock:
-            self._pending[req.request_id] = fut
+            self._pending[req.request_id] = (fut, time.monotonic() + wait)
         rid = req.request_id.encode()
-        self._producer.send(self._request_topic, key=rid, value=req.model_dump_json(exclude_none=True).encode(),
+        body = req.model_dump_json(exclude_none=True, by_alias=True).encode()
+        self._producer.send(self._request_topic, key=rid, value=body,
                             headers=[(CORRELATION_HEADER, rid), (REQUEST_ID_HEADER, rid)])
         return fut
 
     def search(self, query: str, *, timeout: float | None = None, **fields: Any) -> SearchReply:
         """Send a request and wait for its reply (raises :class:`TransientError` on timeout)."""
-        fut = self.submit(query, **fields)
+        fut = self.submit(query, timeout=timeout, **fields)
         try:
-            return fut.result(timeout or self._timeout)
+            return fut.result((timeout or self._timeout) + 1)
         except FutureTimeout as exc:
-            raise TransientError(
-                f"no reply on {self._reply_topic!r} within {timeout or self._timeout:.0f}s; "
-                "is the query worker running (make status)?") from exc
+            raise TransientError(f"no reply on {self._reply_topic!r} within {timeout or self._timeout:.0f}s; "
+                                 "is the query worker running (make status)?") from exc
 
     def close(self) -> None:
         self._tail.stop()
@@ -186,7 +219,9 @@ class AppliedWatcher:
         self._tail.start()
 
     def _on_record(self, record: Any) -> None:
-        rec = AppliedRecord.model_validate_json(record.value)
+        rec = parse_applied(record.value)
+        if not isinstance(rec, AppliedRecord):
+            return
         key = document_key(rec.tenant, rec.doc_id)
         with self._cond:
             self._applied[key] = max(rec.version, self._applied.get(key, -1))

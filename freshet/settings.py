@@ -81,9 +81,20 @@ class Settings(BaseSettings):
         "", description="Declared (filterable) metadata fields, e.g. 'lang:text,year:int,tags:text[]'; "
                         "types text, text[], int, number, boolean, date. Others are stored, not filterable.")
     max_document_bytes: int = Field(1_000_000, ge=1, description="Larger change events (bytes) are dead-lettered.")
+    kafka_session_timeout_seconds: float = Field(
+        15.0, ge=6, le=300, description="Consumer-group session timeout: how soon a crashed worker's partitions "
+                                        "move to a live one (a restart waits this long).")
+    delivery_check_seconds: float = Field(
+        10.0, gt=0, description="How often the delivery guard checks each partition's tail for records the "
+                                "consumer skipped (read back once the position has not moved for one period).")
 
     # --- Query worker ------------------------------------------------------------------------
     query_concurrency: int = Field(8, ge=1, description="Search requests handled at once.")
+    query_deadline_ms: int = Field(30_000, ge=1, description="Deadline of a request that sets none (ms from "
+                                                             "its Kafka timestamp); bounds fence waits.")
+    query_overfetch: float = Field(2.0, ge=1.0, description="Ask the store for this many times top_k hits, so "
+                                                            "enough survive the applied-view check.")
+    query_cache_size: int = Field(1024, ge=0, description="Query vectors kept (by model and query text).")
 
     # --- Workers' HTTP (health, metrics) -----------------------------------------------------
     web_bind: str = Field("127.0.0.1", description="Address the workers' HTTP servers bind to.")

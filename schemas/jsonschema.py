@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from schemas.applied import AppliedRecord
+from schemas.applied import AppliedRecord, ProgressRecord
 from schemas.change import ChangeEvent
 from schemas.search import SearchReply, SearchRequest
 
@@ -22,6 +22,7 @@ CONTRACTS: dict[str, type[BaseModel]] = {
     "search-request.v1.schema.json": SearchRequest,
     "search-reply.v1.schema.json": SearchReply,
     "applied.v1.schema.json": AppliedRecord,
+    "applied-progress.v1.schema.json": ProgressRecord,
 }
 
 

@@ -9,9 +9,10 @@ topic). The reply carries the request id in its body and in the ``correlation_id
 from __future__ import annotations
 
 import json
-from typing import Literal
+from collections.abc import Sequence
+from typing import Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from freshet.errors import InvalidEventError
 
@@ -23,6 +24,116 @@ REQUEST_ID_HEADER = "request_id"
 REPLY_TOPIC_HEADER = "reply_topic"
 
 SearchMode = Literal["hybrid", "vector", "keyword"]
+FilterOp = Literal["eq", "ne", "in", "gt", "gte", "lt", "lte"]
+Scalar = Union[bool, int, float, str]  # noqa: UP007 - pydantic tries the members in this order
+
+#: Fields every request may filter on, besides the declared metadata fields.
+BUILTIN_FILTER_FIELDS = {"doc_id": "text", "tenant": "text", "title": "text"}
+
+
+class Condition(BaseModel):
+    """``field op value``: equality (``eq``, ``ne``), membership (``in``, a list) or a range bound
+    (``gt``, ``gte``, ``lt``, ``lte``: numbers, or RFC 3339 strings for date fields)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    field: str = Field(min_length=1, description="doc_id, tenant, title or a declared metadata field.")
+    op: FilterOp = "eq"
+    value: Scalar | list[Scalar]
+
+    @model_validator(mode="after")
+    def _value_fits_op(self) -> Condition:
+        if self.op == "in" and not (isinstance(self.value, list) and self.value):
+            raise ValueError(f"filter on {self.field!r}: op 'in' needs a non-empty list, got {self.value!r}")
+        if self.op != "in" and isinstance(self.value, list):
+            raise ValueError(f"filter on {self.field!r}: op {self.op!r} needs a single value, got a list")
+        if self.op in ("gt", "gte", "lt", "lte") and isinstance(self.value, bool):
+            raise ValueError(f"filter on {self.field!r}: a range bound must be a number or a date")
+        return self
+
+
+class AllOf(BaseModel):
+    """Every sub-filter holds: ``{"and": [...]}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    all_of: list[Filter] = Field(alias="and", min_length=1)
+
+
+class AnyOf(BaseModel):
+    """At least one sub-filter holds: ``{"or": [...]}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    any_of: list[Filter] = Field(alias="or", min_length=1)
+
+
+Filter = Union[Condition, AllOf, AnyOf]  # noqa: UP007 - a recursive alias pydantic resolves by name
+AllOf.model_rebuild()
+AnyOf.model_rebuild()
+
+
+def filter_fields(f: Filter) -> list[str]:
+    """Every field a filter names."""
+    if isinstance(f, Condition):
+        return [f.field]
+    return [name for sub in (f.all_of if isinstance(f, AllOf) else f.any_of) for name in filter_fields(sub)]
+
+
+_CLI_OPS = (("!=", "ne"), (">=", "gte"), ("<=", "lte"), ("=", "eq"), (">", "gt"), ("<", "lt"))
+
+
+def _cli_value(text: str) -> Scalar:
+    text = text.strip()
+    if text in ("true", "false"):
+        return text == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def filter_from_cli(conditions: Sequence[str]) -> Filter:
+    """``freshet search --filter`` texts (ANDed) as a filter: ``FIELD=V``, ``FIELD!=V``,
+    ``FIELD>=V`` (``>``, ``<``, ``<=``), ``FIELD in V1,V2``, or one JSON filter object."""
+    parts: list[Filter] = []
+    for text in conditions:
+        if text.lstrip().startswith("{"):
+            parts.append(TypeAdapter(Filter).validate_json(text))
+            continue
+        field, sep, rest = text.partition(" in ")
+        if sep:
+            parts.append(Condition(field=field.strip(), op="in", value=[_cli_value(v) for v in rest.split(",")]))
+            continue
+        for symbol, op in _CLI_OPS:
+            field, sep, rest = text.partition(symbol)
+            if sep:
+                parts.append(Condition(field=field.strip(), op=op, value=_cli_value(rest)))
+                break
+        else:
+            raise ValueError(f"cannot read filter {text!r}: use FIELD=V, FIELD>=V, 'FIELD in A,B' or a JSON object")
+    return parts[0] if len(parts) == 1 else AllOf(all_of=parts)
+
+
+class DocFence(BaseModel):
+    """Answer only once this document is applied at ``min_version`` or later (read-your-writes)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    doc_id: str = Field(min_length=1)
+    tenant: str | None = None
+    min_version: int = Field(ge=0)
+
+
+class OffsetFence(BaseModel):
+    """Answer only once the record at ``offset`` of changes partition ``partition`` is applied."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    partition: int = Field(ge=0)
+    offset: int = Field(ge=0)
 
 
 class SearchRequest(BaseModel):
@@ -36,8 +147,14 @@ class SearchRequest(BaseModel):
     alpha: float = Field(0.5, ge=0.0, le=1.0, description="Hybrid weight of the vector side.")
     top_k: int = Field(10, ge=1, le=100, description="Number of hits.")
     tenant: str | None = Field(None, description="Search only this tenant's documents.")
-    deadline_ms: int | None = Field(None, ge=1, description="Give up after this many ms from receipt.")
+    filters: Filter | None = Field(None, description="Conditions on doc_id, tenant, title and declared "
+                                                     "metadata fields, combined with and/or.")
+    group_by_doc: bool = Field(False, description="One hit per document: its best chunk.")
+    deadline_ms: int | None = Field(None, ge=1, le=600_000,
+                                    description="Answer within this many ms of the request's Kafka timestamp.")
     reply_to: str | None = Field(None, description="Reply topic; default the configured reply topic.")
+    consistency: DocFence | list[OffsetFence] | None = Field(
+        None, description="Answer only once these writes are searchable, waiting up to the deadline.")
     schema_version: str | None = Field(None, description="Contract version; absent means current.")
 
 
@@ -50,14 +167,16 @@ class Hit(BaseModel):
     title: str | None = None
     heading_path: list[str] = Field(default_factory=list)
     text: str
-    version: int
+    version: int = Field(description="The document's applied version this chunk belongs to.")
     tenant: str | None = None
+    metadata: dict[str, Scalar | list[str]] = Field(default_factory=dict)
 
 
 class Timings(BaseModel):
+    wait_ms: float = Field(0.0, description="Waiting for the consistency fence.")
     embed_ms: float = 0.0
     search_ms: float = 0.0
-    total_ms: float = 0.0
+    total_ms: float = Field(0.0, description="From reading the request to sending the reply.")
 
 
 class ReplyError(BaseModel):
@@ -90,6 +209,16 @@ def parse_request(value: bytes | None) -> SearchRequest:
     except ValidationError as exc:
         detail = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'request'}: {e['msg']}" for e in exc.errors())
         raise InvalidEventError("schema", detail) from exc
+
+
+def reply_to_of(value: bytes | None) -> str | None:
+    """Best-effort ``reply_to`` of a record that failed validation."""
+    try:
+        raw = json.loads(value or b"")
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    topic = raw.get("reply_to") if isinstance(raw, dict) else None
+    return topic if isinstance(topic, str) and topic else None
 
 
 def request_id_of(value: bytes | None) -> str | None:

@@ -53,6 +53,8 @@ def create_app(settings: Settings, role: Role) -> tuple[faust.App, Topics]:
         producer_acks=-1,
         broker_commit_every=100,
         broker_commit_interval=1.0,
+        broker_session_timeout=settings.kafka_session_timeout_seconds,
+        broker_heartbeat_interval=min(3.0, settings.kafka_session_timeout_seconds / 5),
         autodiscover=False,
         loghandlers=[],
     )

@@ -5,13 +5,18 @@ goes to the dead-letter topic with its reason; transient faults block and retry 
 a batch's offsets are acknowledged only after Weaviate acknowledged every write. Each document's
 state is written to the Faust table only after that, in the context of the event that decided
 it, so the changelog partition is the source partition and the state moves with its partition.
+
+The delivery guard (:mod:`workers.delivery`) keeps the indexer's own position per partition and
+reads back any record Faust skipped, so an acknowledged offset always means a handled event.
 """
 
 from __future__ import annotations
 
+import asyncio
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,11 +26,14 @@ from faust.streams import _current_event
 
 from freshet.errors import InvalidEventError
 from freshet.settings import Settings
+from schemas.applied import ProgressRecord, progress_key
 from schemas.change import document_key, parse_change
 from streams.app import Topics
 from streams.deadletter import dead_letter
 from streams.web import Health
+from workers.delivery import advanced, missing_ranges, stalled_tail
 from workers.indexing import Applied, Indexer
+from workers.log_reader import LogReader, LogRecord
 from workers.planning import DocState, Sourced
 from workers.retry import until_done
 
@@ -42,20 +50,95 @@ def _as_current(event: Any) -> Iterator[None]:
         _current_event.reset(token)
 
 
+@dataclass(eq=False)
+class _ReadBack:
+    """A record the delivery guard read from Kafka, standing in for the Faust event it never got."""
+
+    message: LogRecord
+
+
 def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexer, health: Health) -> None:
-    """Attach the indexer agent and its state table to ``app``."""
-    # Keys (str) and values (DocState as a dict) go through the app's table serializers, JSON by
-    # default. No key_type/value_type: Faust would expect Record classes and fail in recovery.
+    """Attach the indexer agent, its state tables and the delivery guard's timer to ``app``."""
+    # Keys (str) and values (DocState as a dict; positions as int) go through the app's table
+    # serializers, JSON by default. No key_type/value_type: Faust would expect Record classes.
     states = app.Table("doc-state", partitions=settings.topic_partitions, help="DocState per document key")
+    positions = app.Table("positions", partitions=settings.topic_partitions,
+                          help="Offset after the last handled record, per changes partition")
+    reader = LogReader(settings.bootstrap_servers, settings.topic_changes)
+    busy = asyncio.Lock()  # a batch and a read-back never run at once
+    last_seen: dict[int, int] = {}
 
     @app.agent(topics.changes, name="freshet.index_changes")
     async def index_changes(stream: Any) -> None:
         await until_done(indexer.start, what="indexer_start")
         health.ready = True
         async for events in stream.take_events(settings.index_batch_size, within=settings.index_linger_seconds):
-            batch = [(se, ev) for ev in events if (se := await _decode(ev.message)) is not None]
-            if batch:
-                await _apply(batch)
+            async with busy:
+                events = list(events) + await _read_back_gaps(events)
+                await _handle(events)
+
+    @app.timer(interval=settings.delivery_check_seconds)  # type: ignore[untyped-decorator]
+    async def check_tails() -> None:
+        """Read back what the log holds beyond a partition's position when that position is stalled."""
+        mine = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == settings.topic_changes)
+        if not health.ready or app.rebalancing or busy.locked() or not mine:
+            return
+        async with busy:
+            bounds = await until_done(reader.bounds, mine, what="read_offsets")
+            events: list[Any] = []
+            for p, (first, end) in bounds.items():
+                done = _position(p, first)
+                if stalled_tail(done, end, last_seen.get(p)):
+                    events += await _read_back(p, done, end)
+                last_seen[p] = done
+            if events:
+                await _handle(events)
+
+    async def _handle(events: list[Any]) -> None:
+        batch = [(se, ev) for ev in events if (se := await _decode(ev.message)) is not None]
+        if batch:
+            await _apply(batch)
+        await _advance(events)
+
+    def _position(partition: int, first: int) -> int:
+        raw = positions.get(str(partition))
+        return int(raw) if raw is not None else first
+
+    async def _read_back_gaps(events: Iterable[Any]) -> list[Any]:
+        by_partition: dict[int, list[int]] = {}
+        for ev in events:
+            by_partition.setdefault(ev.message.partition, []).append(ev.message.offset)
+        out: list[Any] = []
+        for p, offsets in by_partition.items():
+            done = positions.get(str(p))
+            if done is None:
+                done = (await until_done(reader.bounds, [p], what="read_offsets"))[p][0]
+            for start, stop in missing_ranges(int(done), offsets):
+                out += await _read_back(p, start, stop)
+        return out
+
+    async def _read_back(partition: int, start: int, stop: int) -> list[_ReadBack]:
+        records = await until_done(reader.read, partition, start, stop, what="read_back")
+        log.warning("skipped_records_read_back", partition=partition, start=start, stop=stop, records=len(records))
+        indexer.stats.read_back += len(records)
+        return [_ReadBack(r) for r in records]
+
+    async def _advance(events: list[Any]) -> None:
+        """Move each partition's position past the handled events (stored under one of them, for
+        its changelog partition) and announce it on the applied topic, after the batch's records."""
+        last: dict[int, Any] = {}
+        for ev in events:
+            p = ev.message.partition
+            if p not in last or ev.message.offset > last[p].message.offset:
+                last[p] = ev
+        for p, ev in last.items():
+            through = advanced(_position(p, 0), [ev.message.offset])
+            with _as_current(ev):
+                positions[str(p)] = through
+            record = ProgressRecord(partition=p, through=through)
+            fut = await topics.applied.send(key=progress_key(p), value=record.model_dump_json().encode(),
+                                            partition=p % settings.topic_partitions)
+            await fut
 
     async def _decode(message: Any) -> Sourced | None:
         try:
@@ -101,5 +184,6 @@ def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexe
                 with _as_current(events[(a.source.partition, a.source.offset)]):
                     states[a.key] = a.state.model_dump(mode="json")
             fut = await topics.applied.send(key=document_key(a.record.tenant, a.record.doc_id).encode(),
-                                            value=a.record.model_dump_json().encode())
+                                            value=a.record.model_dump_json().encode(),
+                                            partition=a.source.partition % settings.topic_partitions)
             await fut

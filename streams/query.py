@@ -1,4 +1,10 @@
-"""The query agent: requests topic -> search -> reply topic, many requests at once."""
+"""The query agent: requests topic -> search -> reply topic, many requests at once.
+
+A task follows the applied topic from its beginning into the :class:`AppliedView`; the worker is
+ready (``/healthz``) once that view has caught up, so its first replies are already consistent.
+Deadlines count from the request record's Kafka timestamp: a request read after its deadline is
+dropped (and counted), one that runs out while waiting or searching is answered ``timeout``.
+"""
 
 from __future__ import annotations
 
@@ -11,17 +17,22 @@ import structlog
 
 from freshet.errors import FreshetError, InvalidEventError
 from freshet.settings import Settings
+from schemas.applied import parse_applied
 from schemas.search import (
     CORRELATION_HEADER,
     REPLY_TOPIC_HEADER,
     REQUEST_ID_HEADER,
+    ReplyError,
     SearchReply,
+    SearchRequest,
     parse_request,
+    reply_to_of,
     request_id_of,
 )
 from streams.app import Topics
 from streams.deadletter import dead_letter
 from streams.web import Health
+from workers.log_reader import LogRecord, follow_topic
 from workers.retry import until_done
 from workers.search import Searcher, error_reply, failure_reply
 
@@ -34,16 +45,39 @@ def _headers(message: Any) -> dict[str, bytes]:
 
 
 def register(app: faust.App, topics: Topics, settings: Settings, searcher: Searcher, health: Health) -> None:
-    """Attach the query agent to ``app``; ``query_concurrency`` requests run at once."""
+    """Attach the query agent and the applied-view feed to ``app``."""
     started = asyncio.Lock()
     ready: list[bool] = []
+    caught_up = asyncio.Event()
+    stats = searcher.stats
+
+    def on_applied(records: list[LogRecord]) -> None:
+        for r in records:
+            if r.value is None:
+                continue
+            try:
+                searcher.view.apply(parse_applied(r.value))
+            except ValueError as exc:  # a record of another producer: skip it, loudly
+                log.warning("applied_record_unreadable", partition=r.partition, offset=r.offset, error=str(exc)[:300])
+        searcher.view.notify()
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def follow_applied() -> None:
+        while True:
+            try:
+                await follow_topic(settings.bootstrap_servers, settings.topic_applied, on_applied, caught_up)
+            except FreshetError as exc:
+                log.warning("applied_feed_retrying", error=str(exc))
+                await asyncio.sleep(2)
 
     async def ensure_started() -> None:
         async with started:
             if not ready:
                 await until_done(searcher.start, what="query_start")
+                await caught_up.wait()
                 ready.append(True)
                 health.ready = True
+                log.info("query_ready", applied_documents=len(searcher.view), applied_records=searcher.view.records)
 
     @app.agent(topics.requests, name="freshet.answer_searches", concurrency=settings.query_concurrency)
     async def answer(stream: Any) -> None:
@@ -52,32 +86,55 @@ def register(app: faust.App, topics: Topics, settings: Settings, searcher: Searc
             await _handle(event.message)
 
     async def _handle(message: Any) -> None:
-        received = time.monotonic()
+        stats.requests += 1
         headers = _headers(message)
         header_rid = headers.get(CORRELATION_HEADER) or headers.get(REQUEST_ID_HEADER)
         header_reply = headers.get(REPLY_TOPIC_HEADER)
         try:
             req = parse_request(message.value)
+            searcher.validate(req)
         except InvalidEventError as exc:
-            rid = request_id_of(message.value) or (header_rid.decode("utf-8", "replace") if header_rid else None)
-            if rid is None:
-                log.warning("request_dead_lettered", reason=exc.reason, error=str(exc))
-                await dead_letter(topics.dead_letter, message, reason=exc.reason, error=str(exc), worker="query")
-            else:
-                target = header_reply.decode() if header_reply else settings.topic_replies
-                await _reply(target, error_reply(rid, exc.reason, str(exc)), header_rid)
+            await _refuse(message, exc, header_rid, header_reply)
             return
         target = req.reply_to or (header_reply.decode() if header_reply else settings.topic_replies)
-        timeout = req.deadline_ms / 1000 if req.deadline_ms else None
+        budget = (req.deadline_ms or settings.query_deadline_ms) / 1000
+        sent_at = message.timestamp or time.time()
+        left = sent_at + budget - time.time()
+        if req.deadline_ms is not None and left <= 0:
+            stats.expired_dropped += 1
+            log.info("request_expired_dropped", request_id=req.request_id, late_ms=round(-left * 1e3))
+            return
+        await _reply(target, await _answer(req, max(left, 0.001)), header_rid)
+
+    async def _answer(req: SearchRequest, left: float) -> SearchReply:
         try:
-            reply = await asyncio.wait_for(searcher.search(req), timeout)
+            reply = await asyncio.wait_for(searcher.search(req), left)
         except TimeoutError:
-            reply = SearchReply(request_id=req.request_id, status="timeout")
+            stats.timeouts += 1
+            waiting = req.consistency is not None and not searcher.view.satisfied(req.consistency)
+            what = "waiting for the consistency fence" if waiting else "searching"
+            return SearchReply(request_id=req.request_id, status="timeout", error=ReplyError(
+                code="deadline_exceeded", message=f"deadline passed while {what} (left: {left * 1e3:.0f} ms)"))
         except FreshetError as exc:
-            reply = failure_reply(req, exc)
-        await _reply(target, reply, header_rid)
-        log.debug("request_answered", request_id=req.request_id, status=reply.status,
-                  hits=len(reply.hits), ms=round((time.monotonic() - received) * 1e3, 1))
+            stats.errors += 1
+            log.warning("search_failed", request_id=req.request_id, error=str(exc))
+            return failure_reply(req, exc)
+        stats.ok += 1
+        stats.zero_hits += not reply.hits
+        return reply
+
+    async def _refuse(message: Any, exc: InvalidEventError, header_rid: bytes | None,
+                      header_reply: bytes | None) -> None:
+        """An error reply where a request id is known, else the dead-letter topic."""
+        stats.errors += 1
+        rid = request_id_of(message.value) or (header_rid.decode("utf-8", "replace") if header_rid else None)
+        if rid is None:
+            stats.dead_lettered += 1
+            log.warning("request_dead_lettered", reason=exc.reason, error=str(exc))
+            await dead_letter(topics.dead_letter, message, reason=exc.reason, error=str(exc), worker="query")
+            return
+        target = reply_to_of(message.value) or (header_reply.decode() if header_reply else settings.topic_replies)
+        await _reply(target, error_reply(rid, exc.reason, str(exc)), header_rid)
 
     async def _reply(topic_name: str, reply: SearchReply, correlation: bytes | None) -> None:
         rid = reply.request_id.encode()

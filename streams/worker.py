@@ -11,11 +11,12 @@ from streams import indexer as indexer_agent
 from streams import query as query_agent
 from streams import web
 from streams.app import Role, create_app
+from workers.applied_view import AppliedView
 from workers.embedding import EmbeddingCache, SentenceTransformerEmbedder
 from workers.indexing import Indexer
 from workers.kafka_admin import ensure_topics, wait_for_broker
 from workers.search import Searcher
-from workers.stats import IndexerStats
+from workers.stats import IndexerStats, QueryStats
 from workers.weaviate_store import WeaviateChunkStore
 
 log = structlog.get_logger(__name__)
@@ -36,8 +37,10 @@ def build(settings: Settings, role: Role) -> faust.App:
         web.register(app, health, indexer.stats.as_dict)
         indexer_agent.register(app, topics, settings, indexer, health)
     else:
-        web.register(app, health)
-        query_agent.register(app, topics, settings, Searcher(embedder, store), health)
+        searcher = Searcher(embedder, store, AppliedView(), QueryStats(), metadata_schema=settings.metadata_schema,
+                            overfetch=settings.query_overfetch, cache_size=settings.query_cache_size)
+        web.register(app, health, searcher.stats.as_dict)
+        query_agent.register(app, topics, settings, searcher, health)
     return app
 
 

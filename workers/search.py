@@ -1,58 +1,170 @@
-"""Search: answering a :class:`~schemas.search.SearchRequest` from the store."""
+"""Search: answering a :class:`~schemas.search.SearchRequest` from the store, consistently.
+
+The store is asked for more hits than wanted (``overfetch``), the :class:`AppliedView` admits only
+chunks of each document's applied version, then hits are grouped by document when asked and cut
+to ``top_k``. Filters are checked against the declared fields before anything runs, so an unknown
+field is a precise error, not an empty result.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 import time
+from collections.abc import Mapping
+from datetime import datetime
 
-from freshet.errors import FreshetError
-from schemas.search import Hit, ReplyError, SearchReply, SearchRequest, Timings
-from workers.embedding import Embedder, embed_off_loop
+from freshet.errors import FreshetError, InvalidEventError
+from schemas.search import (
+    BUILTIN_FILTER_FIELDS,
+    AllOf,
+    Condition,
+    Filter,
+    Hit,
+    ReplyError,
+    SearchReply,
+    SearchRequest,
+    Timings,
+)
+from workers.applied_view import AppliedView
+from workers.embedding import Embedder, EmbeddingCache, Vector, embed_off_loop
+from workers.stats import QueryStats
 from workers.store import ChunkStore, StoredHit, StoreQuery
 
+_NUMERIC = {"int", "number"}
 
-def to_hit(h: StoredHit) -> Hit:
+
+def check_filter(f: Filter, metadata_schema: Mapping[str, str]) -> None:
+    """Raise :class:`InvalidEventError` unless every condition names a known field with a fitting value."""
+    if not isinstance(f, Condition):
+        for sub in f.all_of if isinstance(f, AllOf) else f.any_of:
+            check_filter(sub, metadata_schema)
+        return
+    kind = BUILTIN_FILTER_FIELDS.get(f.field) or metadata_schema.get(f.field)
+    if kind is None:
+        known = sorted([*BUILTIN_FILTER_FIELDS, *metadata_schema])
+        raise InvalidEventError("unknown_filter_field", f"unknown filter field {f.field!r}; filterable fields: "
+                                f"{', '.join(known)} (declare metadata fields with FRESHET_METADATA_FIELDS)")
+    values = f.value if isinstance(f.value, list) else [f.value]
+    for v in values:
+        if not _fits(kind, v):
+            raise InvalidEventError("invalid_filter", f"filter on {f.field!r} ({kind}): {v!r} is not a {kind} value")
+    if f.op in ("gt", "gte", "lt", "lte") and kind not in (*_NUMERIC, "date"):
+        raise InvalidEventError("invalid_filter", f"filter on {f.field!r}: range op {f.op!r} needs a number "
+                                f"or date field, {f.field!r} is {kind}")
+
+
+def _fits(kind: str, v: object) -> bool:
+    if kind in ("text", "text[]"):
+        return isinstance(v, str)
+    if kind == "boolean":
+        return isinstance(v, bool)
+    if kind == "int":
+        return isinstance(v, int) and not isinstance(v, bool)
+    if kind == "number":
+        return isinstance(v, int | float) and not isinstance(v, bool)
+    if kind == "date" and isinstance(v, str):
+        try:
+            datetime.fromisoformat(v)
+        except ValueError:
+            return False
+        return True
+    return False
+
+
+def fetch_limit(top_k: int, overfetch: float, group_by_doc: bool) -> int:
+    """How many hits to ask the store for, so that enough survive the view and the grouping."""
+    factor = overfetch * (3 if group_by_doc else 1)
+    return min(1000, max(top_k, math.ceil(top_k * factor) + 10))
+
+
+def to_hit(h: StoredHit, version: int) -> Hit:
     p = h.properties
-    tenant = str(p.get("tenant") or "") or None
+    raw_meta = p.get("metadata_json")
+    metadata = json.loads(raw_meta) if isinstance(raw_meta, str) and raw_meta else {}
     return Hit(
         doc_id=str(p.get("doc_id", "")), chunk_id=h.id, score=h.score,
         title=str(p.get("title") or "") or None,
         heading_path=[str(x) for x in p.get("heading_path") or []],  # type: ignore[attr-defined]
-        text=str(p.get("text", "")), version=int(p.get("version", 0)),  # type: ignore[call-overload]
-        tenant=tenant,
+        text=str(p.get("text", "")), version=version, tenant=str(p.get("tenant") or "") or None,
+        metadata=metadata,
     )
+
+
+def best_per_doc(hits: list[tuple[StoredHit, int]]) -> list[tuple[StoredHit, int]]:
+    """The first (best) hit of each document, in rank order."""
+    seen: set[tuple[object, object]] = set()
+    out = []
+    for h, v in hits:
+        key = (h.properties.get("tenant"), h.properties.get("doc_id"))
+        if key not in seen:
+            seen.add(key)
+            out.append((h, v))
+    return out
 
 
 def error_reply(request_id: str, code: str, message: str) -> SearchReply:
     return SearchReply(request_id=request_id, status="error", error=ReplyError(code=code, message=message))
 
 
-class Searcher:
-    """Embeds the query (unless keyword mode) and searches the store."""
+def failure_reply(req: SearchRequest, exc: FreshetError) -> SearchReply:
+    return error_reply(req.request_id, type(exc).__name__, str(exc))
 
-    def __init__(self, embedder: Embedder, store: ChunkStore) -> None:
+
+class Searcher:
+    """Waits for the request's fence, embeds the query (cached), searches, admits and ranks."""
+
+    def __init__(self, embedder: Embedder, store: ChunkStore, view: AppliedView, stats: QueryStats, *,
+                 metadata_schema: Mapping[str, str], overfetch: float = 2.0, cache_size: int = 1024) -> None:
         self._embedder = embedder
         self._store = store
+        self.view = view
+        self.stats = stats
+        self._schema = dict(metadata_schema)
+        self._overfetch = overfetch
+        self._cache = EmbeddingCache(cache_size)
 
     async def start(self) -> None:
         """Connect the store and load the model (off the loop) before the first request."""
         await self._store.start()
         await embed_off_loop(self._embedder, ["warm-up"])
 
+    def validate(self, req: SearchRequest) -> None:
+        """Raise :class:`InvalidEventError` for what the schema alone cannot catch."""
+        if req.filters is not None:
+            check_filter(req.filters, self._schema)
+
     async def search(self, req: SearchRequest) -> SearchReply:
+        """Answer ``req`` (already validated); the caller bounds it by the request's deadline."""
         t0 = time.perf_counter()
-        vector = None
-        if req.mode != "keyword":
-            vector = (await embed_off_loop(self._embedder, [req.query]))[0]
+        if req.consistency is not None:
+            await self.view.wait(req.consistency, None)
         t1 = time.perf_counter()
-        hits = await self._store.search(StoreQuery(
-            mode=req.mode, text=req.query, vector=vector, limit=req.top_k, alpha=req.alpha, tenant=req.tenant,
-        ))
+        vector = await self._vector(req.query) if req.mode != "keyword" else None
         t2 = time.perf_counter()
+        stored = await self._store.search(StoreQuery(
+            mode=req.mode, text=req.query, vector=vector, alpha=req.alpha, tenant=req.tenant, filters=req.filters,
+            limit=fetch_limit(req.top_k, self._overfetch, req.group_by_doc),
+        ))
+        admitted = self.view.admit(stored)
+        self.stats.hits_withheld += len(stored) - len(admitted)
+        if req.group_by_doc:
+            admitted = best_per_doc(admitted)
+        t3 = time.perf_counter()
         return SearchReply(
-            request_id=req.request_id, status="ok", hits=[to_hit(h) for h in hits],
-            timings=Timings(embed_ms=(t1 - t0) * 1e3, search_ms=(t2 - t1) * 1e3, total_ms=(t2 - t0) * 1e3),
+            request_id=req.request_id, status="ok", hits=[to_hit(h, v) for h, v in admitted[:req.top_k]],
+            timings=Timings(wait_ms=(t1 - t0) * 1e3, embed_ms=(t2 - t1) * 1e3, search_ms=(t3 - t2) * 1e3,
+                            total_ms=(t3 - t0) * 1e3),
         )
 
-
-def failure_reply(req: SearchRequest, exc: FreshetError) -> SearchReply:
-    return error_reply(req.request_id, type(exc).__name__, str(exc))
+    async def _vector(self, query: str) -> Vector:
+        model = self._embedder.model_id
+        key = hashlib.sha256(query.encode()).hexdigest()
+        cached = self._cache.get(model, key)
+        if cached is not None:
+            self.stats.query_cache_hits += 1
+            return cached
+        vec = (await embed_off_loop(self._embedder, [query]))[0]
+        self._cache.put(model, key, vec)
+        return vec

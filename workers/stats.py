@@ -1,4 +1,4 @@
-"""The indexer's cumulative counters (since the worker started), served at ``/stats``."""
+"""Cumulative counters of the workers (since each started), served at ``/stats``."""
 
 from __future__ import annotations
 
@@ -27,7 +27,30 @@ class IndexerStats:
     """Objects deleted from Weaviate."""
     dead_lettered: int = 0
     """Records sent to the dead-letter topic."""
+    read_back: int = 0
+    """Records Faust skipped that the delivery guard read back from Kafka and handled."""
     batches: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass
+class QueryStats:
+    """The query worker's counters, cumulative since it started."""
+
+    requests: int = 0
+    ok: int = 0
+    errors: int = 0
+    timeouts: int = 0
+    expired_dropped: int = 0
+    """Requests whose deadline had passed before they were read: not answered."""
+    dead_lettered: int = 0
+    """Unreadable requests with no request id or reply topic to answer to."""
+    zero_hits: int = 0
+    hits_withheld: int = 0
+    """Store hits not admitted by the applied view (chunks of a version not (or no longer) applied)."""
+    query_cache_hits: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 from schemas.change import MetadataValue
+from schemas.search import Filter
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,7 @@ class StoreQuery:
     limit: int
     alpha: float = 0.5
     tenant: str | None = None
+    filters: Filter | None = None
 
 
 @dataclass(frozen=True, slots=True)

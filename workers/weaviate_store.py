@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -23,6 +24,7 @@ from weaviate.exceptions import (
 )
 
 from freshet.errors import StoreError, StoreUnavailableError
+from schemas.search import BUILTIN_FILTER_FIELDS, AllOf, AnyOf, Condition, Filter
 from workers.store import ChunkRecord, StoredHit, StoreQuery
 
 log = structlog.get_logger(__name__)
@@ -235,9 +237,17 @@ class WeaviateChunkStore:
             raise StoreUnavailableError(f"{result.failed} chunk deletes of {doc_id!r} failed; will retry")
         return int(result.successful)
 
+    def _filters(self, query: StoreQuery) -> Any:
+        parts = []
+        if query.tenant:
+            parts.append(wvc.query.Filter.by_property("tenant").equal(query.tenant))
+        if query.filters is not None:
+            parts.append(to_weaviate_filter(query.filters, self._metadata_fields))
+        return None if not parts else parts[0] if len(parts) == 1 else wvc.query.Filter.all_of(parts)
+
     async def search(self, query: StoreQuery) -> list[StoredHit]:
         coll = self._collection
-        filters = wvc.query.Filter.by_property("tenant").equal(query.tenant) if query.tenant else None
+        filters = self._filters(query)
         meta = wvc.query.MetadataQuery(score=True, distance=True)
         try:
             if query.mode == "keyword":
@@ -254,6 +264,35 @@ class WeaviateChunkStore:
         except WeaviateBaseError as exc:
             raise await self._fault(exc, f"running a {query.mode} search") from exc
         return [_to_hit(o, query.mode) for o in res.objects]
+
+
+def _condition(c: Condition, prop: str, kind: str) -> Any:
+    """One :class:`Condition` as a Weaviate filter on property ``prop`` of type ``kind``."""
+    f = wvc.query.Filter.by_property(prop)
+    values: list[Any] = c.value if isinstance(c.value, list) else [c.value]
+    if kind == "date":
+        values = [datetime.fromisoformat(str(v)) for v in values]
+    if prop == "tenant":
+        values = [v or _NO_TENANT for v in values]
+    v = values[0]
+    if c.op == "in":
+        return f.contains_any(values)
+    if c.op == "eq":
+        return f.contains_any([v]) if kind == "text[]" else f.equal(v)
+    if c.op == "ne":
+        return f.contains_none([v]) if kind == "text[]" else f.not_equal(v)
+    return {"gt": f.greater_than, "gte": f.greater_or_equal, "lt": f.less_than, "lte": f.less_or_equal}[c.op](v)
+
+
+def to_weaviate_filter(flt: Filter, metadata_schema: Mapping[str, str]) -> Any:
+    """A request filter (already checked against the declared fields) as a Weaviate filter."""
+    if isinstance(flt, AllOf):
+        return wvc.query.Filter.all_of([to_weaviate_filter(sub, metadata_schema) for sub in flt.all_of])
+    if isinstance(flt, AnyOf):
+        return wvc.query.Filter.any_of([to_weaviate_filter(sub, metadata_schema) for sub in flt.any_of])
+    if flt.field in BUILTIN_FILTER_FIELDS:
+        return _condition(flt, flt.field, BUILTIN_FILTER_FIELDS[flt.field])
+    return _condition(flt, METADATA_PREFIX + flt.field, metadata_schema[flt.field])
 
 
 def sync_client(host: str, http_port: int, grpc_port: int) -> weaviate.WeaviateClient:

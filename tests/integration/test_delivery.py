@@ -44,12 +44,6 @@ def indexer_only(endpoints, tmp_path: Path) -> Iterator[Settings]:  # type: igno
     drop_pipeline(settings)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known bug, issue 3 open: after a kill -9 and restart, the restarted Faust worker sometimes never "
-           "applies the last few events of the changes topic (reproduced 2 runs in 3; the index keeps the older "
-           "version of those documents and `freshet verify` reports them)",
-)
 def test_a_killed_indexer_resumes_and_the_index_equals_a_clean_run(indexer_only: Settings) -> None:
     events = docs(40) + docs(40, version=2)
     watcher = AppliedWatcher(indexer_only.bootstrap_servers, indexer_only.topic_applied)

@@ -1,0 +1,129 @@
+"""Reading topics directly, with no consumer group: ranges of a partition (the indexer's delivery
+guard) and whole topics followed from the beginning (the query worker's applied view)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition  # type: ignore[import-untyped]
+from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
+
+from freshet.errors import TransientError
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    """One record read back, shaped like the Faust message the indexer otherwise gets."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: float | None
+    """Seconds since the epoch (Faust's unit), from the record's millisecond timestamp."""
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+class LogReader:
+    """Reads ``[start, stop)`` of a partition of one topic. Connects in :meth:`start`."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self._bootstrap = bootstrap
+        self._topic = topic
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def start(self) -> None:
+        if self._consumer is None:
+            consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap.split(","), group_id=None,
+                                        enable_auto_commit=False, auto_offset_reset="earliest")
+            try:
+                await consumer.start()
+            except (KafkaError, OSError) as exc:
+                raise TransientError(f"Kafka at {self._bootstrap} is not reachable: {exc}") from exc
+            self._consumer = consumer
+
+    async def close(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+    async def bounds(self, partitions: Sequence[int]) -> dict[int, tuple[int, int]]:
+        """(first, end) offsets of each partition: its log start and the offset after its last record."""
+        consumer = await self._started()
+        tps = [TopicPartition(self._topic, p) for p in partitions]
+        try:
+            first = await consumer.beginning_offsets(tps)
+            end = await consumer.end_offsets(tps)
+        except (KafkaError, OSError) as exc:
+            raise TransientError(f"cannot read the offsets of {self._topic!r}: {exc}") from exc
+        return {tp.partition: (first[tp], end[tp]) for tp in tps}
+
+    async def read(self, partition: int, start: int, stop: int) -> list[LogRecord]:
+        """The records of ``[start, stop)`` that exist (compaction or transaction markers leave holes)."""
+        consumer = await self._started()
+        tp = TopicPartition(self._topic, partition)
+        out: list[LogRecord] = []
+        try:
+            end = (await consumer.end_offsets([tp]))[tp]
+            stop = min(stop, end)
+            consumer.assign([tp])
+            consumer.seek(tp, start)
+            deadline = time.monotonic() + 60
+            while start < stop and await consumer.position(tp) < stop:
+                if time.monotonic() > deadline:
+                    raise TransientError(f"reading {self._topic}[{partition}] {start}..{stop} took over 60 s")
+                batch = await consumer.getmany(tp, timeout_ms=1000)
+                for r in batch.get(tp, []):
+                    if start <= r.offset < stop:
+                        out.append(LogRecord(self._topic, partition, r.offset, r.key, r.value,
+                                             r.timestamp / 1000 if r.timestamp is not None else None,
+                                             list(r.headers or [])))
+        except (KafkaError, OSError) as exc:
+            raise TransientError(f"cannot read {self._topic}[{partition}] {start}..{stop}: {exc}") from exc
+        finally:
+            consumer.unsubscribe()
+        return out
+
+    async def _started(self) -> AIOKafkaConsumer:
+        await self.start()
+        assert self._consumer is not None
+        return self._consumer
+
+
+async def follow_topic(bootstrap: str, topic: str, on_records: Callable[[list[LogRecord]], None],
+                       caught_up: asyncio.Event) -> None:
+    """Read every partition of ``topic`` from the beginning, forever (no consumer group), handing
+    each fetched run of records to ``on_records``; set ``caught_up`` once the end offsets seen at
+    start are reached."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap.split(","), group_id=None,
+                                enable_auto_commit=False, auto_offset_reset="earliest")
+    try:
+        await consumer.start()
+    except (KafkaError, OSError) as exc:
+        raise TransientError(f"Kafka at {bootstrap} is not reachable: {exc}") from exc
+    try:
+        targets: dict[Any, int] = {}
+        while not caught_up.is_set() and not targets:
+            await asyncio.sleep(0.1)
+            parts = consumer.assignment()
+            if parts:
+                targets = dict(await consumer.end_offsets(list(parts)))
+        while True:
+            fetched = await consumer.getmany(timeout_ms=500)
+            for tp, records in fetched.items():
+                on_records([LogRecord(tp.topic, tp.partition, r.offset, r.key, r.value,
+                                      r.timestamp / 1000 if r.timestamp is not None else None, list(r.headers or []))
+                            for r in records])
+            if not caught_up.is_set() and all([await consumer.position(tp) >= end for tp, end in targets.items()]):
+                log.info("topic_caught_up", topic=topic, partitions=len(targets), records=sum(targets.values()))
+                caught_up.set()
+    finally:
+        await consumer.stop()
