@@ -14,6 +14,7 @@ from freshet.log import configure_logging
 from freshet.settings import Settings
 
 SERVICE_CHOICE = click.Choice(["kafka", "weaviate", "indexer", "query"])
+SEARCH_MODES = ("vector", "keyword", "hybrid")
 
 
 @click.group()
@@ -225,6 +226,37 @@ def bench_edits(settings: Settings, file: Path, as_json: bool, keep: bool) -> No
 
     try:
         sys.exit(run_bench(settings, file, as_json=as_json, keep=keep))
+    except FreshetError as exc:
+        _fail(exc)
+
+
+def _modes(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
+    modes = tuple(dict.fromkeys(m.strip() for m in value.split(",") if m.strip()))
+    unknown = [m for m in modes if m not in SEARCH_MODES]
+    if unknown or not modes:
+        raise click.BadParameter(f"{value!r}: give a comma-separated list of {', '.join(SEARCH_MODES)}")
+    return modes
+
+
+@main.command("eval")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--modes", default=",".join(SEARCH_MODES), show_default=True, callback=_modes,
+              help="Search modes to evaluate, comma-separated.")
+@click.option("--alpha", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Hybrid weight of the vector side; default: the search request's default.")
+@click.option("--limit-queries", type=click.IntRange(min=1), default=None,
+              help="Evaluate only the first N judged queries.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--keep", is_flag=True, help="Keep the evaluation's topics and collection afterwards.")
+@click.pass_obj
+def eval_(settings: Settings, directory: Path, modes: tuple[str, ...], alpha: float | None,
+          limit_queries: int | None, as_json: bool, keep: bool) -> None:
+    """nDCG@10, Recall@100 and MRR@10 of the real pipeline on a BEIR dataset, beside the exact ranking."""
+    from ops.bench.evaluation import main as run_eval
+
+    try:
+        sys.exit(run_eval(settings, directory, modes=modes, alpha=alpha, limit_queries=limit_queries,
+                          as_json=as_json, keep=keep))
     except FreshetError as exc:
         _fail(exc)
 

@@ -1,0 +1,169 @@
+"""``freshet eval DIR``: retrieval quality of the real pipeline on a BEIR dataset, beside the exact ranking.
+
+Runs on a pipeline of its own (own topics, collection and consumer groups, own indexer and query
+workers, on the running stack's Kafka and Weaviate): publishes the corpus as change events, waits
+until every document is applied, sends every judged query over the request topic per search mode
+(all of a mode in flight at once, top 100 chunks each) and ranks documents by their best chunk.
+Beside it, the exact ranking: the same chunks and model in this process, cosine by brute force
+over every chunk (:mod:`ops.bench.exact`), cut to the same 100 chunks. Metrics come from
+:mod:`ops.bench.metrics` (trec_eval). Vector mode should match the exact ranking up to HNSW's
+approximation; a clear gap means the pipeline indexed something other than what it was given.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, as_completed
+from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
+from typing import Any
+
+import click
+from tqdm import tqdm
+
+from freshet.client import SearchClient
+from freshet.errors import FreshetError, TransientError
+from freshet.publishing import publish_events
+from freshet.settings import Settings
+from ops.bench import exact
+from ops.bench.beir import Dataset, change_event, load_dataset
+from ops.bench.metrics import evaluate, rank_documents
+from ops.stack import Stack, drop_pipeline, isolated
+from schemas.change import ChangeEvent
+from schemas.search import SearchReply, SearchRequest
+from workers.embedding import SentenceTransformerEmbedder
+from workers.weaviate_store import sync_client
+
+MODES = ("vector", "keyword", "hybrid")
+DEPTH = 100
+"""Chunks asked of each search (the request's maximum), and of the exact ranking."""
+REPLY_TIMEOUT = 300.0
+Hits = dict[str, list[tuple[str, float]]]
+"""Query id -> ``(doc_id, score)`` of each chunk found, best first."""
+
+
+def search_all(settings: Settings, queries: Mapping[str, str], *, mode: str, alpha: float | None = None,
+               top_k: int = DEPTH, timeout: float = REPLY_TIMEOUT) -> tuple[Hits, float]:
+    """Send every query at once over the request topic; return the hits of each and the wall seconds."""
+    fields: dict[str, Any] = {"mode": mode, "top_k": top_k}
+    if alpha is not None and mode == "hybrid":
+        fields["alpha"] = alpha
+    client = SearchClient(settings.bootstrap_servers, request_topic=settings.topic_requests,
+                          reply_topic=settings.topic_replies, timeout=timeout)
+    started = time.perf_counter()
+    pending: dict[Future[SearchReply], str] = {}
+    out: Hits = {}
+    try:
+        pending = {client.submit(text, **fields): qid for qid, text in queries.items()}
+        for fut in tqdm(as_completed(pending, timeout=timeout), total=len(pending), desc=f"{mode} queries",
+                        unit="query"):
+            reply, qid = fut.result(), pending[fut]
+            if reply.status != "ok":
+                detail = f"{reply.error.code}: {reply.error.message}" if reply.error else reply.status
+                raise FreshetError(f"{mode} search for query {qid!r} ({queries[qid]!r}) failed: {detail}")
+            out[qid] = [(h.doc_id, h.score) for h in reply.hits]
+    except FutureTimeout as exc:
+        raise TransientError(f"{len(pending) - len(out)} {mode} searches unanswered after {timeout:.0f}s; "
+                             f"see the query worker's log under {settings.home / 'logs'}") from exc
+    finally:
+        client.close()
+    return out, time.perf_counter() - started
+
+
+def _stored_chunks(settings: Settings) -> int:
+    """Objects in the pipeline's collection."""
+    client = sync_client(settings.weaviate_host, settings.weaviate_http_port, settings.weaviate_grpc_port)
+    try:
+        return int(client.collections.use(settings.collection).aggregate.over_all(total_count=True).total_count or 0)
+    finally:
+        client.close()
+
+
+def _rankings(hits: Hits) -> dict[str, list[str]]:
+    return {qid: rank_documents(h) for qid, h in hits.items()}
+
+
+def _exact(base: Settings, data: Dataset, events: Sequence[ChangeEvent]) -> dict[str, Any]:
+    embedder = SentenceTransformerEmbedder(base.model, device=base.model_device, batch_size=base.embed_batch_size)
+    cache = exact.cache_path(base.home / "eval", embedder.model_id, data.path / "corpus.jsonl")
+    index = exact.build_index(events, embedder, min_chars=base.chunk_min_chars, cache=cache)
+    started = time.perf_counter()
+    hits = exact.exact_hits(index, embedder, data.queries, DEPTH)
+    return {**evaluate(data.qrels, _rankings(hits)), "queries": len(data.queries), "docs": len(events),
+            "chunks": len(index.doc_ids), "cached_chunks": index.cached, "seconds": round(index.seconds, 1),
+            "search_seconds": round(time.perf_counter() - started, 2)}
+
+
+def _pipeline(base: Settings, data: Dataset, events: Sequence[ChangeEvent], modes: Sequence[str],
+              alpha: float | None, keep: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Index and search on a pipeline of its own; return each mode's figures and the indexing figures."""
+    Stack(base).up(["kafka", "weaviate"])
+    home = Path(tempfile.mkdtemp(prefix="freshet-eval-"))
+    settings = isolated(base, f"eval-{uuid.uuid4().hex[:8]}", home)
+    stack = Stack(settings)
+    results: dict[str, Any] = {}
+    try:
+        stack.up(["indexer", "query"])
+        started = time.perf_counter()
+        publish_events(settings, events, wait=True, timeout=max(600.0, 0.5 * len(events)), desc="publishing corpus")
+        indexing = {"chunks": _stored_chunks(settings), "seconds": round(time.perf_counter() - started, 1)}
+        for mode in modes:
+            hits, seconds = search_all(settings, data.queries, mode=mode, alpha=alpha)
+            results[mode] = {**evaluate(data.qrels, _rankings(hits)), "queries": len(data.queries),
+                             "seconds": round(seconds, 2)}
+            if mode == "hybrid":
+                results[mode]["alpha"] = alpha if alpha is not None else SearchRequest.model_fields["alpha"].default
+    finally:
+        stack.down(["indexer", "query"])
+        if keep:
+            click.echo(f"kept collection {settings.collection} and topics {settings.consumer_group_prefix}.* "
+                       f"(worker state and logs under {home})", err=True)
+        else:
+            drop_pipeline(settings)
+    if not keep:
+        shutil.rmtree(home, ignore_errors=True)
+    return results, indexing
+
+
+def run(base: Settings, path: Path, *, modes: Sequence[str] = MODES, alpha: float | None = None,
+        limit_queries: int | None = None, keep: bool = False) -> dict[str, Any]:
+    """Run the evaluation; return ``{"modes": {mode: figures}, "exact": figures}``."""
+    data = load_dataset(path, limit_queries=limit_queries)
+    events = [change_event(p) for p in data.corpus]
+    exact_figures = _exact(base, data, events)
+    modes_figures, indexing = _pipeline(base, data, events, modes, alpha, keep)
+    exact_figures |= {"pipeline_chunks": indexing["chunks"], "pipeline_index_seconds": indexing["seconds"]}
+    return {"modes": modes_figures, "exact": exact_figures}
+
+
+def print_report(path: Path, r: dict[str, Any]) -> None:
+    e = r["exact"]
+    click.secho(f"\nfreshet eval {path}: {e['docs']:,} documents, {e['queries']} judged queries, "
+                f"top {DEPTH} chunks per search, documents ranked by their best chunk", bold=True)
+    click.echo(f"  pipeline: {e['pipeline_chunks']:,} chunks in the collection, indexed in "
+               f"{e['pipeline_index_seconds']:.0f} s (first publish to last document applied)")
+    click.echo(f"  exact:    {e['chunks']:,} chunks chunked and embedded in {e['seconds']:.0f} s "
+               f"({e['cached_chunks']:,} from the cache), brute-force search {e['search_seconds']:.2f} s")
+    if e["chunks"] != e["pipeline_chunks"]:
+        click.secho("  the pipeline indexed a different number of chunks than the exact chunking made", fg="red")
+    click.echo(f"\n  {'mode':<22} {'nDCG@10':>8} {'Recall@100':>11} {'MRR@10':>8} {'queries in':>11}")
+    rows = [(f"{m} (alpha {f['alpha']})" if "alpha" in f else m, f, f"{f['seconds']:.1f} s")
+            for m, f in r["modes"].items()]
+    rows.append(("exact (brute force)", e, ""))
+    for label, f, seconds in rows:
+        click.echo(f"  {label:<22} {f['ndcg@10']:>8.4f} {f['recall@100']:>11.4f} {f['mrr@10']:>8.4f} {seconds:>11}")
+
+
+def main(base: Settings, path: Path, *, modes: Sequence[str], alpha: float | None, limit_queries: int | None,
+         as_json: bool, keep: bool) -> int:
+    report = run(base, path, modes=modes, alpha=alpha, limit_queries=limit_queries, keep=keep)
+    if as_json:
+        click.echo(json.dumps(report))
+    else:
+        print_report(path, report)
+    return 0
