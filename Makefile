@@ -31,6 +31,9 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 
 install: $(VENV)/.synced
 
+# The demo's golden set (judged against this repository's docs), unless one is set already.
+up demo: export FRESHET_GOLDEN_DIR ?= $(CURDIR)/ops/golden/freshet-docs
+
 up: install
 	$(FRESHET) stack up
 
@@ -47,14 +50,14 @@ demo: up
 	$(FRESHET) demo
 
 test: install
-	$(FRESHET) stack install
+	$(FRESHET) stack install --browser
 	$(VENV)/bin/pytest tests $(PYTEST_ARGS)
 
 unit: install
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
 
 integration: install
-	$(FRESHET) stack install
+	$(FRESHET) stack install --browser
 	$(VENV)/bin/pytest tests/integration $(PYTEST_ARGS)
 
 lint: install

@@ -65,8 +65,9 @@ def stack_up(settings: Settings, only: tuple[str, ...]) -> None:
 
 
 @stack.command("install")
+@click.option("--browser", is_flag=True, help="Also install headless Chromium (Debian) for the browser test.")
 @click.pass_obj
-def stack_install(settings: Settings) -> None:
+def stack_install(settings: Settings, browser: bool) -> None:
     """Fetch the Kafka jars and build the Weaviate binary into the cache, if missing."""
     from freshet.settings import KAFKA_VERSION, WEAVIATE_VERSION
     from ops import install
@@ -74,6 +75,8 @@ def stack_install(settings: Settings) -> None:
     try:
         click.echo(f"Kafka {KAFKA_VERSION}: {install.ensure_kafka(settings.cache_dir, KAFKA_VERSION)}")
         click.echo(f"Weaviate {WEAVIATE_VERSION}: {install.ensure_weaviate(settings.cache_dir, WEAVIATE_VERSION)}")
+        if browser:
+            click.echo(f"Chromium: {install.ensure_chromium(settings.cache_dir)}")
     except StackError as exc:
         _fail(exc)
 
@@ -114,6 +117,9 @@ def _print_status(st: Any) -> bool:
         mark = click.style("up  ", fg="green") if s.healthy else click.style("down", fg="red")
         click.echo(f"{mark} {s.service:<9} {s.detail}")
         ok = ok and s.healthy
+    s = st.s
+    click.echo(f"dashboard: {s.worker_url('query', '/dashboard')}")
+    click.echo(f"metrics:   {s.worker_url('indexer', '/metrics')}  {s.worker_url('query', '/metrics')}")
     click.echo(f"logs: {st.home / 'logs'}")
     return ok
 

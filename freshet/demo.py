@@ -79,3 +79,7 @@ def _edit_and_search_again(settings: Settings, original: ChangeEvent, client: Se
                f"{d['chunks_reused']} chunk(s) kept as they were, {d['chunks_deleted']} deleted")
     query = "how do I back up the local stack"
     print_reply(f"{query} [hybrid]", client.search(query, mode="hybrid", top_k=2))
+    click.secho("\nWatch it live", bold=True)
+    click.echo(f"dashboard: {settings.worker_url('query', '/dashboard')}  (freshness, backlog, throughput, "
+               "dead letters, query latency, quality probes)")
+    click.echo(f"metrics:   {settings.worker_url('indexer', '/metrics')}  {settings.worker_url('query', '/metrics')}")

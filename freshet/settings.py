@@ -84,6 +84,15 @@ class Settings(BaseSettings):
     kafka_session_timeout_seconds: float = Field(
         15.0, ge=6, le=300, description="Consumer-group session timeout: how soon a crashed worker's partitions "
                                         "move to a live one (a restart waits this long).")
+    metrics_interval_seconds: float = Field(5.0, gt=0, description="How often workers measure lag and publish "
+                                                                 "a snapshot to the metrics topic.")
+    probe_interval_seconds: float = Field(5.0, gt=0, description="How often the query worker's searchability "
+                                                               "probe searches recently applied chunks.")
+    quality_interval_seconds: float = Field(60.0, gt=0, description="How often the query worker runs the golden-set "
+                                                                  "and ANN-recall probes.")
+    golden_dir: str = Field("", description="A BEIR-layout golden set judged against the indexed documents, "
+                                            "evaluated by the query worker on schedule; empty = off.")
+    golden_modes: str = Field("hybrid,vector,keyword", description="Search modes of the golden-set probe.")
     delivery_check_seconds: float = Field(
         10.0, gt=0, description="How often the delivery guard checks each partition's tail for records the "
                                 "consumer skipped (read back once the position has not moved for one period).")
@@ -149,6 +158,11 @@ class Settings(BaseSettings):
     @cached_property
     def indexer_base_url(self) -> str:
         return self.indexer_url.rstrip("/") or f"http://127.0.0.1:{self.indexer_web_port}"
+
+    def worker_url(self, role: str, path: str = "") -> str:
+        """A worker's HTTP address as a browser on this machine reaches it."""
+        host = "127.0.0.1" if self.web_bind in ("0.0.0.0", "") else self.web_bind
+        return f"http://{host}:{self.worker_web_port(role)}{path}"
 
     def worker_web_port(self, role: str) -> int:
         return self.indexer_web_port if role == "indexer" else self.query_web_port

@@ -117,3 +117,20 @@ def _run(argv: Sequence[str], *, what: str, log: Path, env: dict[str, str] | Non
             f"install of {what} failed (exit {proc.returncode}): {' '.join(argv)}; full log: {log}",
             service=what, log_tail=log_tail(log),
         )
+
+
+def ensure_chromium(cache: Path | None = None) -> str:
+    """The headless Chromium of the browser test, from Debian's ``chromium`` package: installed with
+    apt-get when missing (as root; otherwise the error names the command to run)."""
+    found = shutil.which("chromium")
+    if found:
+        return found
+    cmd = "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium"
+    if os.geteuid() != 0:
+        raise StackError(f"'chromium' is not on PATH; install Debian's package: sudo sh -c '{cmd}'", service="chromium")
+    logdir = cache or Path.home() / ".cache" / "freshet"
+    logdir.mkdir(parents=True, exist_ok=True)
+    with _locked(logdir, "chromium"):
+        if not shutil.which("chromium"):
+            _run(["sh", "-c", cmd], what="chromium (apt-get)", log=logdir / "chromium-install.log")
+    return shutil.which("chromium") or "chromium"

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from schemas.applied import AppliedRecord, ProgressRecord
 from schemas.change import ChangeEvent
+from schemas.metrics import MetricsSnapshot
 from schemas.search import SearchReply, SearchRequest
 
 JSON_DIR = Path(__file__).resolve().parent / "json"
@@ -23,6 +24,7 @@ CONTRACTS: dict[str, type[BaseModel]] = {
     "search-reply.v1.schema.json": SearchReply,
     "applied.v1.schema.json": AppliedRecord,
     "applied-progress.v1.schema.json": ProgressRecord,
+    "metrics-snapshot.v1.schema.json": MetricsSnapshot,
 }
 
 

@@ -21,6 +21,7 @@ class Topics:
     replies: Any
     applied: Any
     dead_letter: Any
+    metrics: Any
     _app: faust.App
 
     def named(self, name: str) -> Any:
@@ -64,6 +65,7 @@ def create_app(settings: Settings, role: Role) -> tuple[faust.App, Topics]:
         replies=raw_topic(app, settings.topic_replies),
         applied=raw_topic(app, settings.topic_applied),
         dead_letter=raw_topic(app, settings.topic_dead_letter),
+        metrics=raw_topic(app, settings.topic_metrics),
         _app=app,
     )
     return app, topics

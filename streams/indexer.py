@@ -13,6 +13,7 @@ reads back any record Faust skipped, so an acknowledged offset always means a ha
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -24,13 +25,14 @@ import faust
 import structlog
 from faust.streams import _current_event
 
-from freshet.errors import InvalidEventError
+from freshet.errors import FreshetError, InvalidEventError
 from freshet.settings import Settings
 from schemas.applied import ProgressRecord, progress_key
 from schemas.change import document_key, parse_change
 from streams.app import Topics
 from streams.deadletter import dead_letter
 from streams.web import Health
+from workers import metrics
 from workers.delivery import advanced, missing_ranges, stalled_tail
 from workers.indexing import Applied, Indexer
 from workers.log_reader import LogReader, LogRecord
@@ -65,8 +67,10 @@ def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexe
     positions = app.Table("positions", partitions=settings.topic_partitions,
                           help="Offset after the last handled record, per changes partition")
     reader = LogReader(settings.bootstrap_servers, settings.topic_changes)
+    lag_reader = LogReader(settings.bootstrap_servers, settings.topic_changes)  # never waits on ``busy``
     busy = asyncio.Lock()  # a batch and a read-back never run at once
     last_seen: dict[int, int] = {}
+    lag_labels: set[str] = set()
 
     @app.agent(topics.changes, name="freshet.index_changes")
     async def index_changes(stream: Any) -> None:
@@ -93,6 +97,31 @@ def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexe
                 last_seen[p] = done
             if events:
                 await _handle(events)
+
+    @app.timer(interval=settings.metrics_interval_seconds)  # type: ignore[untyped-decorator]
+    async def measure_lag() -> None:
+        """Consumer lag per partition and the age of the oldest change not yet handled."""
+        mine = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == settings.topic_changes)
+        if not health.ready or not mine:
+            return
+        try:
+            bounds = await lag_reader.bounds(mine)
+            oldest = 0.0
+            for p, (first, end) in bounds.items():
+                done = _position(p, first)
+                metrics.CONSUMER_LAG.labels(str(p)).set(max(0, end - done))
+                if end > done:
+                    head = await lag_reader.read(p, done, done + 1)
+                    if head and head[0].timestamp is not None:
+                        oldest = max(oldest, time.time() - head[0].timestamp)
+        except FreshetError as exc:
+            log.warning("lag_unmeasured", error=str(exc))
+            return
+        for gone in lag_labels - {str(p) for p in mine}:
+            metrics.CONSUMER_LAG.remove(gone)
+        lag_labels.clear()
+        lag_labels.update(str(p) for p in mine)
+        metrics.OLDEST_UNAPPLIED_AGE.set(oldest)
 
     async def _handle(events: list[Any]) -> None:
         batch = [(se, ev) for ev in events if (se := await _decode(ev.message)) is not None]
@@ -121,6 +150,7 @@ def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexe
         records = await until_done(reader.read, partition, start, stop, what="read_back")
         log.warning("skipped_records_read_back", partition=partition, start=start, stop=stop, records=len(records))
         indexer.stats.read_back += len(records)
+        metrics.READ_BACK.inc(len(records))
         return [_ReadBack(r) for r in records]
 
     async def _advance(events: list[Any]) -> None:
@@ -145,6 +175,7 @@ def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexe
             change = parse_change(message.value, message.key, max_bytes=settings.max_document_bytes)
         except InvalidEventError as exc:
             indexer.stats.dead_lettered += 1
+            metrics.DEAD_LETTERED.labels("indexer", exc.reason).inc()
             log.warning("event_dead_lettered", reason=exc.reason, error=str(exc),
                         partition=message.partition, offset=message.offset)
             await dead_letter(topics.dead_letter, message, reason=exc.reason, error=str(exc), worker="indexer")
@@ -173,6 +204,7 @@ def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexe
             except Exception as exc:  # noqa: BLE001 - recorded in the dead-letter topic, not lost
                 log.exception("event_failed", doc_id=se.event.doc_id, version=se.event.version)
                 indexer.stats.dead_lettered += 1
+                metrics.DEAD_LETTERED.labels("indexer", "processing_error").inc()
                 await dead_letter(topics.dead_letter, event.message, reason="processing_error",
                                   error=f"{type(exc).__name__}: {exc}", worker="indexer")
 

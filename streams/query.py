@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import TimeoutError as FutureTimeout
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import faust
 import structlog
 
+from freshet.client import SearchClient
 from freshet.errors import FreshetError, InvalidEventError
 from freshet.settings import Settings
 from schemas.applied import parse_applied
@@ -32,7 +36,10 @@ from schemas.search import (
 from streams.app import Topics
 from streams.deadletter import dead_letter
 from streams.web import Health
+from workers import metrics
+from workers.beir import Dataset, load_dataset
 from workers.log_reader import LogRecord, follow_topic
+from workers.probes import Probes, golden_figures
 from workers.retry import until_done
 from workers.search import Searcher, error_reply, failure_reply
 
@@ -44,8 +51,9 @@ def _headers(message: Any) -> dict[str, bytes]:
     return dict(h.items()) if isinstance(h, dict) else dict(h or [])
 
 
-def register(app: faust.App, topics: Topics, settings: Settings, searcher: Searcher, health: Health) -> None:
-    """Attach the query agent and the applied-view feed to ``app``."""
+def register(app: faust.App, topics: Topics, settings: Settings, searcher: Searcher, probes: Probes,
+             health: Health) -> None:
+    """Attach the query agent, the applied-view feed and the quality probes to ``app``."""
     started = asyncio.Lock()
     ready: list[bool] = []
     caught_up = asyncio.Event()
@@ -60,6 +68,8 @@ def register(app: faust.App, topics: Topics, settings: Settings, searcher: Searc
             except ValueError as exc:  # a record of another producer: skip it, loudly
                 log.warning("applied_record_unreadable", partition=r.partition, offset=r.offset, error=str(exc)[:300])
         searcher.view.notify()
+        metrics.INDEX_DOCUMENTS.set(len(searcher.view))
+        metrics.INDEX_CHUNKS.set(searcher.view.chunks)
 
     @app.task  # type: ignore[untyped-decorator]
     async def follow_applied() -> None:
@@ -70,11 +80,53 @@ def register(app: faust.App, topics: Topics, settings: Settings, searcher: Searc
                 log.warning("applied_feed_retrying", error=str(exc))
                 await asyncio.sleep(2)
 
+    @app.timer(interval=settings.probe_interval_seconds)  # type: ignore[untyped-decorator]
+    async def probe_searchability() -> None:
+        if health.ready:
+            try:
+                await probes.searchability()
+            except FreshetError as exc:
+                log.warning("probe_failed", probe="searchability", error=str(exc))
+
+    golden: list[tuple[SearchClient, Dataset]] = []
+
+    @app.timer(interval=settings.quality_interval_seconds)  # type: ignore[untyped-decorator]
+    async def probe_quality() -> None:
+        if not health.ready:
+            return
+        try:
+            recall = await probes.ann_recall()
+            figures = await _golden() if settings.golden_dir else {}
+        except (FreshetError, FutureTimeout) as exc:
+            log.warning("probe_failed", probe="quality", error=str(exc))
+            return
+        for mode, values in figures.items():
+            metrics.GOLDEN_NDCG.labels(mode).set(values["ndcg@10"])
+            metrics.GOLDEN_RECALL.labels(mode).set(values["recall@10"])
+        if figures:
+            searcher.probes = searcher.probes.model_copy(update={
+                "golden_ndcg_at_10": {m: round(v["ndcg@10"], 4) for m, v in figures.items()},
+                "golden_recall_at_10": {m: round(v["recall@10"], 4) for m, v in figures.items()},
+                "golden_measured_at": datetime.now(UTC)})
+        log.info("quality_probed", ann_recall_at_10=recall, golden=searcher.probes.golden_ndcg_at_10,
+                 documents=len(searcher.view), chunks=searcher.view.chunks,
+                 searchability_share=searcher.probes.searchability_share)
+
+    async def _golden() -> dict[str, dict[str, float]]:
+        if not golden:
+            dataset = load_dataset(Path(settings.golden_dir))
+            golden.append((SearchClient(settings.bootstrap_servers, request_topic=settings.topic_requests,
+                                        reply_topic=settings.topic_replies), dataset))
+        client, dataset = golden[0]
+        modes = [m.strip() for m in settings.golden_modes.split(",") if m.strip()]
+        return await asyncio.get_running_loop().run_in_executor(None, golden_figures, client, dataset, modes)
+
     async def ensure_started() -> None:
         async with started:
             if not ready:
                 await until_done(searcher.start, what="query_start")
                 await caught_up.wait()
+                searcher.view.track_recent = True
                 ready.append(True)
                 health.ready = True
                 log.info("query_ready", applied_documents=len(searcher.view), applied_records=searcher.view.records)
@@ -86,6 +138,7 @@ def register(app: faust.App, topics: Topics, settings: Settings, searcher: Searc
             await _handle(event.message)
 
     async def _handle(message: Any) -> None:
+        received = time.monotonic()
         stats.requests += 1
         headers = _headers(message)
         header_rid = headers.get(CORRELATION_HEADER) or headers.get(REQUEST_ID_HEADER)
@@ -102,9 +155,16 @@ def register(app: faust.App, topics: Topics, settings: Settings, searcher: Searc
         left = sent_at + budget - time.time()
         if req.deadline_ms is not None and left <= 0:
             stats.expired_dropped += 1
+            metrics.EXPIRED_DROPPED.inc()
             log.info("request_expired_dropped", request_id=req.request_id, late_ms=round(-left * 1e3))
             return
-        await _reply(target, await _answer(req, max(left, 0.001)), header_rid)
+        reply = await _answer(req, max(left, 0.001))
+        await _reply(target, reply, header_rid)
+        metrics.REQUESTS.labels(req.mode, reply.status).inc()
+        metrics.REQUEST_SECONDS.labels(req.mode).observe(took := time.monotonic() - received)
+        metrics.RECENT_REQUEST_SECONDS.add(took)
+        if reply.status == "ok" and not reply.hits:
+            metrics.ZERO_HITS.labels(req.mode).inc()
 
     async def _answer(req: SearchRequest, left: float) -> SearchReply:
         try:
@@ -127,9 +187,11 @@ def register(app: faust.App, topics: Topics, settings: Settings, searcher: Searc
                       header_reply: bytes | None) -> None:
         """An error reply where a request id is known, else the dead-letter topic."""
         stats.errors += 1
+        metrics.REQUESTS.labels("invalid", "error").inc()
         rid = request_id_of(message.value) or (header_rid.decode("utf-8", "replace") if header_rid else None)
         if rid is None:
             stats.dead_lettered += 1
+            metrics.DEAD_LETTERED.labels("query", exc.reason).inc()
             log.warning("request_dead_lettered", reason=exc.reason, error=str(exc))
             await dead_letter(topics.dead_letter, message, reason=exc.reason, error=str(exc), worker="query")
             return

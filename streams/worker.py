@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import os
+import socket
+
 import faust
 import structlog
 
 from freshet.log import logging_config
 from freshet.settings import Settings
+from streams import dashboard, telemetry, web
 from streams import indexer as indexer_agent
 from streams import query as query_agent
-from streams import web
 from streams.app import Role, create_app
 from workers.applied_view import AppliedView
 from workers.embedding import EmbeddingCache, SentenceTransformerEmbedder
 from workers.indexing import Indexer
 from workers.kafka_admin import ensure_topics, wait_for_broker
+from workers.probes import Probes
 from workers.search import Searcher
 from workers.stats import IndexerStats, QueryStats
+from workers.telemetry import SnapshotBuilder
 from workers.weaviate_store import WeaviateChunkStore
 
 log = structlog.get_logger(__name__)
@@ -31,16 +36,23 @@ def build(settings: Settings, role: Role) -> faust.App:
                                grpc_port=settings.weaviate_grpc_port, collection=settings.collection,
                                metadata_fields=settings.metadata_schema)
     health = web.Health(role)
+    instance = f"{role}@{socket.gethostname()}:{os.getpid()}"
     if role == "indexer":
         indexer = Indexer(embedder, store, EmbeddingCache(settings.embed_cache_size), IndexerStats(),
                           min_chars=settings.chunk_min_chars)
         web.register(app, health, indexer.stats.as_dict)
         indexer_agent.register(app, topics, settings, indexer, health)
+        builder = SnapshotBuilder(role, instance, indexer.stats.as_dict,
+                                  ["events_applied", "chunks_embedded", "chars_embedded", "dead_lettered"])
     else:
         searcher = Searcher(embedder, store, AppliedView(), QueryStats(), metadata_schema=settings.metadata_schema,
                             overfetch=settings.query_overfetch, cache_size=settings.query_cache_size)
         web.register(app, health, searcher.stats.as_dict)
-        query_agent.register(app, topics, settings, searcher, health)
+        query_agent.register(app, topics, settings, searcher, Probes(searcher, store), health)
+        dashboard.register(app, settings)
+        builder = SnapshotBuilder(role, instance, searcher.stats.as_dict, ["requests", "timeouts", "errors"],
+                                  quality=searcher.quality)
+    telemetry.register(app, topics, settings, builder, instance)
     return app
 
 

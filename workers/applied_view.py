@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -41,6 +42,14 @@ class AppliedView:
         self._through: dict[int, int] = {}
         self._updated = asyncio.Event()
         self.records = 0
+        self.chunks = 0
+        """Chunks of the applied versions of all documents."""
+        self._live = 0
+        self.recent: deque[tuple[AppliedRecord, frozenset[str]]] = deque(maxlen=100)
+        """Recently applied upserts with their new chunk ids (not in the previous version): the
+        searchability probe's sample; kept only once :attr:`track_recent` is set (after the replay
+        of the topic's history, whose records are not recent)."""
+        self.track_recent = False
 
     def apply(self, record: AppliedRecord | ProgressRecord) -> None:
         """Take one record of the applied topic (in topic order)."""
@@ -51,7 +60,13 @@ class AppliedView:
             key = document_key(record.tenant, record.doc_id)
             prev = self._docs.get(key)
             if prev is None or record.version >= prev.version:
-                self._docs[key] = AppliedDoc(record.version, frozenset(record.chunk_ids), record.op == "delete")
+                doc = AppliedDoc(record.version, frozenset(record.chunk_ids), record.op == "delete")
+                self.chunks += len(doc.chunk_ids) - (len(prev.chunk_ids) if prev is not None else 0)
+                self._live += (not doc.deleted) - (prev is not None and not prev.deleted)
+                new = doc.chunk_ids - (prev.chunk_ids if prev is not None else frozenset())
+                if new and not doc.deleted and self.track_recent:
+                    self.recent.append((record, new))
+                self._docs[key] = doc
 
     def notify(self) -> None:
         """Wake the requests waiting on a fence (after a run of :meth:`apply`)."""
@@ -62,7 +77,8 @@ class AppliedView:
         return self._docs.get(document_key(tenant, doc_id))
 
     def __len__(self) -> int:
-        return sum(1 for d in self._docs.values() if not d.deleted)
+        """Documents applied and not deleted."""
+        return self._live
 
     def satisfied(self, fence: Fence) -> bool:
         if isinstance(fence, DocFence):

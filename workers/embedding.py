@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import structlog
 
 from freshet.errors import ConfigError
+from workers import metrics
 
 log = structlog.get_logger(__name__)
 
@@ -147,4 +148,6 @@ _EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
 async def embed_off_loop(embedder: Embedder, texts: Sequence[str]) -> list[Vector]:
     """Run ``embedder.embed`` in the model thread, keeping the event loop free."""
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_EXECUTOR, embedder.embed, texts)
+    metrics.EMBED_BATCH_SIZE.observe(len(texts))
+    with metrics.EMBED_SECONDS.time():
+        return await loop.run_in_executor(_EXECUTOR, embedder.embed, texts)

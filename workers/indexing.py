@@ -20,6 +20,7 @@ import structlog
 
 from schemas.applied import AppliedRecord
 from schemas.change import ChangeEvent
+from workers import metrics
 from workers.chunking import Chunk, chunk_document
 from workers.embedding import Embedder, EmbeddingCache, Vector, embed_off_loop
 from workers.planning import DocState, Plan, Sourced, plan_change, winning_event
@@ -98,6 +99,11 @@ class Indexer:
         now = datetime.now(UTC)
         await self._write(plans, vectors, now)
         applied = [self._applied(key, se, p, now) for key, se, _, p in plans] + unchanged
+        for a in applied[:len(plans)]:
+            if a.record.event_time is not None:
+                age = max(0.0, (now - a.record.event_time).total_seconds())
+                metrics.FRESHNESS.observe(age)
+                metrics.RECENT_FRESHNESS.add(age)
         self._count(batch, plans, stale)
         log.info("batch_applied", events=len(batch), documents=len(plans), stale=stale,
                  embedded=sum(len(p.embed) for *_, p in plans), kept=sum(p.kept for *_, p in plans),
@@ -118,6 +124,7 @@ class Indexer:
             if cached is not None:
                 out[h] = cached
                 self.stats.chunks_reused += 1
+                metrics.CHUNKS_REUSED.inc()
             else:
                 todo[h] = c.embed_text
         if todo:
@@ -126,6 +133,7 @@ class Indexer:
                 out[h] = vec
                 self._cache.put(model, h, vec)
             self.stats.chunks_embedded += len(texts)
+            metrics.CHUNKS_EMBEDDED.inc(len(texts))
             self.stats.chars_embedded += sum(map(len, texts))
             self.stats.tokens_embedded += sum(self._embedder.count_tokens(t) for t in texts)
         return out
@@ -139,20 +147,27 @@ class Indexer:
             inserts += [_record(cid, c, se, title, vectors[c.content_hash], now) for cid, c in p.embed]
             updates += [_record(cid, c, se, title, (), now) for cid, c in p.update]
         if inserts:
-            await self._store.upsert(inserts)
+            with metrics.STORE_WRITE_SECONDS.labels("upsert").time():
+                await self._store.upsert(inserts)
         if updates:
-            await self._store.update_properties(updates)
+            with metrics.STORE_WRITE_SECONDS.labels("update").time():
+                await self._store.update_properties(updates)
         doomed = [cid for *_, p in plans for cid in p.delete]
         if doomed:
-            await self._store.delete_ids(doomed)
+            with metrics.STORE_WRITE_SECONDS.labels("delete").time():
+                await self._store.delete_ids(doomed)
         for _, se, _, p in plans:
             # Unknown prior state (first sight, or a delete): sweep by filter so no orphan survives.
             if p.action == "delete" or len(p.embed) == len(p.state.chunk_ids):
-                self.stats.chunks_deleted += await self._store.delete_document(
-                    se.event.tenant, se.event.doc_id, keep=p.state.chunk_ids)
+                with metrics.STORE_WRITE_SECONDS.labels("sweep").time():
+                    swept = await self._store.delete_document(se.event.tenant, se.event.doc_id,
+                                                              keep=p.state.chunk_ids)
+                self.stats.chunks_deleted += swept
+                metrics.CHUNKS_DELETED.inc(swept)
         self.stats.chunks_written += len(inserts)
         self.stats.chunks_updated += len(updates)
         self.stats.chunks_deleted += len(doomed)
+        metrics.CHUNKS_DELETED.inc(len(doomed))
 
     def _applied(self, key: str, se: Sourced, p: Plan, now: datetime, *, changed: bool = True) -> Applied:
         ev = se.event
@@ -169,7 +184,10 @@ class Indexer:
         self.stats.batches += 1
         self.stats.stale_skipped += stale
         self.stats.events_applied += len(batch) - stale
-        self.stats.chunks_reused += sum(p.kept + len(p.update) for *_, p in plans)
+        self.stats.chunks_reused += (reused := sum(p.kept + len(p.update) for *_, p in plans))
+        metrics.STALE_SKIPPED.inc(stale)
+        metrics.EVENTS_APPLIED.inc(len(batch) - stale)
+        metrics.CHUNKS_REUSED.inc(reused)
 
 
 def _record(cid: str, c: Chunk, se: Sourced, title: str | None, vector: Sequence[float],

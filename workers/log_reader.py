@@ -99,10 +99,10 @@ class LogReader:
 
 
 async def follow_topic(bootstrap: str, topic: str, on_records: Callable[[list[LogRecord]], None],
-                       caught_up: asyncio.Event) -> None:
-    """Read every partition of ``topic`` from the beginning, forever (no consumer group), handing
-    each fetched run of records to ``on_records``; set ``caught_up`` once the end offsets seen at
-    start are reached."""
+                       caught_up: asyncio.Event, *, since: float | None = None) -> None:
+    """Read every partition of ``topic`` from the beginning (or from the records of time ``since``,
+    in epoch seconds), forever (no consumer group), handing each fetched run of records to
+    ``on_records``; set ``caught_up`` once the end offsets seen at start are reached."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap.split(","), group_id=None,
                                 enable_auto_commit=False, auto_offset_reset="earliest")
     try:
@@ -116,6 +116,11 @@ async def follow_topic(bootstrap: str, topic: str, on_records: Callable[[list[Lo
             parts = consumer.assignment()
             if parts:
                 targets = dict(await consumer.end_offsets(list(parts)))
+                if since is not None:
+                    starts = await consumer.offsets_for_times({tp: int(since * 1000) for tp in parts})
+                    for tp in parts:
+                        found = starts.get(tp)
+                        consumer.seek(tp, found.offset if found is not None else targets[tp])
         while True:
             fetched = await consumer.getmany(timeout_ms=500)
             for tp, records in fetched.items():

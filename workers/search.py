@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from freshet.errors import FreshetError, InvalidEventError
+from schemas.metrics import Quality
 from schemas.search import (
     BUILTIN_FILTER_FIELDS,
     AllOf,
@@ -124,6 +125,12 @@ class Searcher:
         self._schema = dict(metadata_schema)
         self._overfetch = overfetch
         self._cache = EmbeddingCache(cache_size)
+        self.probes = Quality()
+        """Set by the quality probes."""
+
+    def quality(self) -> Quality:
+        """The latest probe figures and the size of the applied index."""
+        return self.probes.model_copy(update={"index_documents": len(self.view), "index_chunks": self.view.chunks})
 
     async def start(self) -> None:
         """Connect the store and load the model (off the loop) before the first request."""

@@ -79,3 +79,9 @@ class ChunkStore(Protocol):
         """Delete the document's chunks whose id is not in ``keep``; return how many went."""
 
     async def search(self, query: StoreQuery) -> list[StoredHit]: ...
+
+    async def fetch(self, ids: Sequence[str]) -> list[StoredHit]:
+        """The stored objects with these ids (properties, no vectors); missing ids are left out."""
+
+    async def vectors(self, max_count: int) -> dict[str, list[float]] | None:
+        """Every stored vector by object id, or None when there are more than ``max_count``."""

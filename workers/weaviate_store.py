@@ -25,6 +25,7 @@ from weaviate.exceptions import (
 
 from freshet.errors import StoreError, StoreUnavailableError
 from schemas.search import BUILTIN_FILTER_FIELDS, AllOf, AnyOf, Condition, Filter
+from workers import metrics
 from workers.store import ChunkRecord, StoredHit, StoreQuery
 
 log = structlog.get_logger(__name__)
@@ -180,7 +181,9 @@ class WeaviateChunkStore:
     async def _fault(self, exc: WeaviateBaseError, what: str) -> StoreError | StoreUnavailableError:
         """Map a client error: transient (wait and retry) unless Weaviate is up and still refuses."""
         if isinstance(exc, WeaviateConnectionError) or _looks_transient(str(exc)) or not await self._live():
+            metrics.STORE_ERRORS.labels("transient").inc()
             return StoreUnavailableError(f"Weaviate is unavailable while {what}: {exc}")
+        metrics.STORE_ERRORS.labels("refused").inc()
         return StoreError(f"Weaviate refused {what}: {exc}")
 
     async def update_properties(self, records: Sequence[ChunkRecord]) -> None:
@@ -236,6 +239,29 @@ class WeaviateChunkStore:
         if result.failed:
             raise StoreUnavailableError(f"{result.failed} chunk deletes of {doc_id!r} failed; will retry")
         return int(result.successful)
+
+    async def fetch(self, ids: Sequence[str]) -> list[StoredHit]:
+        if not ids:
+            return []
+        try:
+            res = await self._collection.query.fetch_objects(
+                filters=wvc.query.Filter.by_id().contains_any(list(ids)), limit=len(ids))
+        except WeaviateBaseError as exc:
+            raise await self._fault(exc, "fetching objects") from exc
+        return [StoredHit(id=str(o.uuid), score=0.0, properties=dict(o.properties)) for o in res.objects]
+
+    async def vectors(self, max_count: int) -> dict[str, list[float]] | None:
+        coll = self._collection
+        try:
+            total = (await coll.aggregate.over_all(total_count=True)).total_count or 0
+            if total > max_count:
+                return None
+            out: dict[str, list[float]] = {}
+            async for o in coll.iterator(include_vector=True, return_properties=[]):
+                out[str(o.uuid)] = list(o.vector[VECTOR_NAME])  # type: ignore[arg-type]
+        except WeaviateBaseError as exc:
+            raise await self._fault(exc, "reading vectors") from exc
+        return out
 
     def _filters(self, query: StoreQuery) -> Any:
         parts = []

@@ -6,7 +6,7 @@ until every document is applied, sends every judged query over the request topic
 (all of a mode in flight at once, top 100 chunks each) and ranks documents by their best chunk.
 Beside it, the exact ranking: the same chunks and model in this process, cosine by brute force
 over every chunk (:mod:`ops.bench.exact`), cut to the same 100 chunks. Metrics come from
-:mod:`ops.bench.metrics` (trec_eval). Vector mode should match the exact ranking up to HNSW's
+:mod:`workers.relevance` (trec_eval). Vector mode should match the exact ranking up to HNSW's
 approximation; a clear gap means the pipeline indexed something other than what it was given.
 """
 
@@ -31,12 +31,12 @@ from freshet.errors import FreshetError, TransientError
 from freshet.publishing import publish_events
 from freshet.settings import Settings
 from ops.bench import exact
-from ops.bench.beir import Dataset, change_event, load_dataset
-from ops.bench.metrics import evaluate, rank_documents
 from ops.stack import Stack, drop_pipeline, isolated
 from schemas.change import ChangeEvent
 from schemas.search import SearchReply, SearchRequest
+from workers.beir import Dataset, change_event, load_dataset
 from workers.embedding import SentenceTransformerEmbedder
+from workers.relevance import evaluate, rank_documents
 from workers.weaviate_store import sync_client
 
 MODES = ("vector", "keyword", "hybrid")

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from freshet.errors import FreshetError
-from ops.bench.beir import Passage, change_event, load_dataset, read_qrels
 from ops.bench.exact import build_index, cache_path, exact_hits, top_chunks
-from ops.bench.metrics import as_run, evaluate, rank_documents
 from tests.unit.fakes import WordEmbedder
+from workers.beir import Passage, change_event, load_dataset, read_qrels
+from workers.relevance import as_run, evaluate, rank_documents
 
 
 def write_beir(root: Path, corpus: list[dict[str, str]], queries: list[dict[str, str]],

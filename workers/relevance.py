@@ -16,7 +16,7 @@ from statistics import fmean
 
 import pytrec_eval
 
-from ops.bench.beir import Qrels
+from workers.beir import Qrels
 
 #: Metric name -> (trec_eval measure, its key in the results, cut-off of the ranking handed over).
 #: trec_eval's ``recip_rank`` has no cut-off of its own: MRR@10 is computed on the top 10.
@@ -24,6 +24,11 @@ METRICS: dict[str, tuple[str, str, int | None]] = {
     "ndcg@10": ("ndcg_cut.10", "ndcg_cut_10", None),
     "recall@100": ("recall.100", "recall_100", None),
     "mrr@10": ("recip_rank", "recip_rank", 10),
+}
+#: What the query worker's golden-set probe reports.
+PROBE_METRICS: dict[str, tuple[str, str, int | None]] = {
+    "ndcg@10": ("ndcg_cut.10", "ndcg_cut_10", None),
+    "recall@10": ("recall.10", "recall_10", None),
 }
 
 
@@ -44,10 +49,11 @@ def as_run(ranking: Sequence[str]) -> dict[str, float]:
     return {doc_id: float(len(ranking) - i) for i, doc_id in enumerate(ranking)}
 
 
-def evaluate(qrels: Qrels, rankings: Mapping[str, Sequence[str]]) -> dict[str, float]:
-    """Mean of each of :data:`METRICS` over every query of ``qrels`` (no ranking counts as zero)."""
+def evaluate(qrels: Qrels, rankings: Mapping[str, Sequence[str]],
+             metrics: Mapping[str, tuple[str, str, int | None]] = METRICS) -> dict[str, float]:
+    """Mean of each of ``metrics`` over every query of ``qrels`` (no ranking counts as zero)."""
     out: dict[str, float] = {}
-    for name, (measure, key, cut) in METRICS.items():
+    for name, (measure, key, cut) in metrics.items():
         run = {qid: as_run(list(rankings.get(qid, ()))[:cut]) for qid in qrels}
         scores = pytrec_eval.RelevanceEvaluator(qrels, {measure}).evaluate(run)
         out[name] = fmean(float(scores[qid][key]) for qid in qrels)
