@@ -221,6 +221,15 @@ def bench() -> None:
     """Benchmarks that print a report."""
 
 
+def _register_bench_query() -> None:
+    from ops.bench.query import query_command
+
+    bench.add_command(query_command, "query")
+
+
+_register_bench_query()
+
+
 @bench.command("edits")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")

@@ -46,7 +46,7 @@ class Dataset:
 def load_dataset(path: Path, *, limit_queries: int | None = None) -> Dataset:
     """Read a BEIR directory; keep the first ``limit_queries`` judged queries if given."""
     qrels = read_qrels(path / "qrels" / "test.tsv")
-    queries = {qid: text for qid, text in _read_queries(path / "queries.jsonl") if qid in qrels}
+    queries = {qid: text for qid, text in read_queries(path / "queries.jsonl") if qid in qrels}
     if limit_queries is not None:
         queries = dict(list(queries.items())[:limit_queries])
     if not queries:
@@ -78,7 +78,8 @@ def read_corpus(path: Path) -> list[Passage]:
     return out
 
 
-def _read_queries(path: Path) -> list[tuple[str, str]]:
+def read_queries(path: Path) -> list[tuple[str, str]]:
+    """``(query id, text)`` of every query of a ``queries.jsonl``, judged or not, in file order."""
     try:
         return [(str(obj["_id"]), str(obj["text"])) for _, obj in _json_lines(path)]
     except KeyError as exc:
