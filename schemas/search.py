@@ -24,6 +24,10 @@ REQUEST_ID_HEADER = "request_id"
 REPLY_TOPIC_HEADER = "reply_topic"
 
 SearchMode = Literal["hybrid", "vector", "keyword"]
+#: Hybrid weight of the vector side, tuned with ranked fusion and BM25 in AND mode on msmarco-5k and
+#: dbpedia-5k (``freshet eval``): every value from 0.75 to 0.95 keeps hybrid at or above the better
+#: of vector and keyword on both; 0.5 falls well below vector.
+DEFAULT_ALPHA = 0.8
 FilterOp = Literal["eq", "ne", "in", "gt", "gte", "lt", "lte"]
 Scalar = Union[bool, int, float, str]  # noqa: UP007 - pydantic tries the members in this order
 
@@ -144,7 +148,7 @@ class SearchRequest(BaseModel):
     request_id: str = Field(min_length=1, max_length=200, description="Correlates the reply.")
     query: str = Field(min_length=1, max_length=4000, description="The search text.")
     mode: SearchMode = Field("hybrid", description="hybrid (default), vector (dense) or keyword (BM25).")
-    alpha: float = Field(0.5, ge=0.0, le=1.0, description="Hybrid weight of the vector side.")
+    alpha: float = Field(DEFAULT_ALPHA, ge=0.0, le=1.0, description="Hybrid weight of the vector side.")
     top_k: int = Field(10, ge=1, le=100, description="Number of hits.")
     tenant: str | None = Field(None, description="Search only this tenant's documents.")
     filters: Filter | None = Field(None, description="Conditions on doc_id, tenant, title and declared "

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 from schemas.change import MetadataValue
-from schemas.search import Filter
+from schemas.search import DEFAULT_ALPHA, Filter
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +45,7 @@ class StoreQuery:
     text: str
     vector: Sequence[float] | None
     limit: int
-    alpha: float = 0.5
+    alpha: float = DEFAULT_ALPHA
     tenant: str | None = None
     filters: Filter | None = None
 

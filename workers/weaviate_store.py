@@ -53,6 +53,10 @@ _PROPERTIES = [
     wvc.config.Property(name="metadata_json", data_type=wvc.config.DataType.TEXT,
                         index_searchable=False, index_filterable=False),
 ]
+#: How hybrid search fuses its sides: ranked fusion, and a BM25 side that needs every query word
+#: (tuned with ``freshet eval``; see :data:`schemas.search.DEFAULT_ALPHA`). Keyword mode stays OR.
+HYBRID: dict[str, Any] = {"fusion_type": wvc.query.HybridFusion.RANKED,
+                          "bm25_operator": wvc.query.BM25Operator.and_()}
 #: Declared metadata fields are stored as top-level properties with this prefix (filterable).
 METADATA_PREFIX = "m_"
 _METADATA_TYPES = {
@@ -286,7 +290,7 @@ class WeaviateChunkStore:
                 res = await coll.query.hybrid(query.text, vector=list(query.vector or []) or None,
                                               target_vector=VECTOR_NAME, alpha=query.alpha,
                                               query_properties=["text", "title"], limit=query.limit,
-                                              filters=filters, return_metadata=meta)
+                                              filters=filters, return_metadata=meta, **HYBRID)
         except WeaviateBaseError as exc:
             raise await self._fault(exc, f"running a {query.mode} search") from exc
         return [_to_hit(o, query.mode) for o in res.objects]

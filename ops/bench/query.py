@@ -40,6 +40,7 @@ import click
 from freshet.errors import FreshetError
 from freshet.settings import Settings
 from ops.bench.load import REPLY_TIMEOUT, Outcome, T, closed_loop, open_loop, summarize
+from schemas.search import DEFAULT_ALPHA
 
 if TYPE_CHECKING:
     from freshet.client import SearchClient
@@ -91,7 +92,7 @@ class DirectSearcher:
     def search(self, text: str, p: Params) -> DirectResult:
         import weaviate.classes as wvc
 
-        from workers.weaviate_store import VECTOR_NAME
+        from workers.weaviate_store import HYBRID, VECTOR_NAME
 
         t0 = time.perf_counter()
         vector: list[float] | None = None
@@ -108,7 +109,8 @@ class DirectSearcher:
                                 return_metadata=meta)
         else:
             res = q.hybrid(text, vector=vector or None, target_vector=VECTOR_NAME, alpha=p.alpha,
-                           query_properties=["text", "title"], limit=p.fetch, filters=None, return_metadata=meta)
+                           query_properties=["text", "title"], limit=p.fetch, filters=None, return_metadata=meta,
+                           **HYBRID)
         ids = tuple(str(o.uuid) for o in res.objects[:p.top_k])
         t2 = time.perf_counter()
         return DirectResult((t1 - t0) * 1e3, (t2 - t1) * 1e3, ids)
@@ -220,7 +222,7 @@ def load_queries(dataset: Path) -> list[str]:
 
 
 def run(base: Settings, dataset: Path, *, rate: float = 20.0, clients: int = 8, requests: int = 400,
-        modes: Sequence[str] = ("hybrid",), docs: int = 2000, top_k: int = 10, alpha: float = 0.5,
+        modes: Sequence[str] = ("hybrid",), docs: int = 2000, top_k: int = 10, alpha: float = DEFAULT_ALPHA,
         warmup: int = 20, keep: bool = False) -> dict[str, Any]:
     """Index ``docs`` passages on a pipeline of its own, measure each mode; return every figure."""
     import shutil
@@ -324,7 +326,7 @@ def _parse_modes(_ctx: click.Context, _param: click.Parameter, value: str) -> tu
 @click.option("--modes", default="hybrid", show_default=True, callback=_parse_modes,
               help="Comma-separated search modes: hybrid, vector, keyword.")
 @click.option("-k", "--top-k", default=10, show_default=True, type=click.IntRange(1, 100))
-@click.option("--alpha", default=0.5, show_default=True, type=click.FloatRange(0, 1), help="Hybrid weight.")
+@click.option("--alpha", default=DEFAULT_ALPHA, show_default=True, type=click.FloatRange(0, 1), help="Hybrid weight.")
 @click.option("--warmup", default=20, show_default=True, type=click.IntRange(1), help="Warm-up requests per mode.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @click.option("--keep", is_flag=True, help="Keep the benchmark's topics and collection afterwards.")

@@ -8,7 +8,7 @@ from schemas.search import SearchRequest, parse_request, request_id_of
 
 def test_defaults() -> None:
     req = parse_request(json.dumps({"request_id": "r1", "query": "kafka"}).encode())
-    assert (req.mode, req.top_k, req.alpha) == ("hybrid", 10, 0.5)
+    assert (req.mode, req.top_k, req.alpha) == ("hybrid", 10, 0.8)
 
 
 @pytest.mark.parametrize(
