@@ -145,6 +145,43 @@ class EmbeddingCache:
 _EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
 
 
+class BatchingEmbedder:
+    """Embeds the texts of concurrent callers together: while one model call runs, new texts wait,
+    and the next call takes all of them (at most ``max_batch``). Under concurrent search requests
+    this turns N single-query forward passes into one, with no added wait when idle."""
+
+    def __init__(self, embedder: Embedder, max_batch: int = 64) -> None:
+        self._embedder = embedder
+        self._max = max_batch
+        self._pending: list[tuple[str, asyncio.Future[Vector]]] = []
+        self._draining = False
+
+    async def embed(self, text: str) -> Vector:
+        fut: asyncio.Future[Vector] = asyncio.get_running_loop().create_future()
+        self._pending.append((text, fut))
+        if not self._draining:
+            self._draining = True
+            asyncio.ensure_future(self._drain())
+        return await fut
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending[:self._max], self._pending[self._max:]
+                try:
+                    vectors = await embed_off_loop(self._embedder, [t for t, _ in batch])
+                except Exception as exc:  # noqa: BLE001 - handed to every caller of this batch
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(exc)
+                    continue
+                for (_, fut), vec in zip(batch, vectors, strict=True):
+                    if not fut.done():  # a caller whose deadline passed has gone
+                        fut.set_result(vec)
+        finally:
+            self._draining = False
+
+
 async def embed_off_loop(embedder: Embedder, texts: Sequence[str]) -> list[Vector]:
     """Run ``embedder.embed`` in the model thread, keeping the event loop free."""
     loop = asyncio.get_running_loop()

@@ -29,7 +29,7 @@ from schemas.search import (
     Timings,
 )
 from workers.applied_view import AppliedView
-from workers.embedding import Embedder, EmbeddingCache, Vector, embed_off_loop
+from workers.embedding import BatchingEmbedder, Embedder, EmbeddingCache, Vector, embed_off_loop
 from workers.stats import QueryStats
 from workers.store import ChunkStore, StoredHit, StoreQuery
 
@@ -125,6 +125,7 @@ class Searcher:
         self._schema = dict(metadata_schema)
         self._overfetch = overfetch
         self._cache = EmbeddingCache(cache_size)
+        self._batcher = BatchingEmbedder(embedder)
         self.probes = Quality()
         """Set by the quality probes."""
 
@@ -172,6 +173,6 @@ class Searcher:
         if cached is not None:
             self.stats.query_cache_hits += 1
             return cached
-        vec = (await embed_off_loop(self._embedder, [query]))[0]
+        vec = await self._batcher.embed(query)
         self._cache.put(model, key, vec)
         return vec
