@@ -128,11 +128,14 @@ class _Tail(threading.Thread):
                 for record in records:
                     try:
                         self._on_record(record)
-                    except (ValueError, UnicodeDecodeError) as exc:  # pydantic's ValidationError is a ValueError
+                    except Exception as exc:  # noqa: BLE001 - one bad record must not stop the thread
                         log.warning("unreadable_record_skipped", topic=record.topic, partition=record.partition,
-                                    offset=record.offset, error=str(exc)[:300])
+                                    offset=record.offset, error=f"{type(exc).__name__}: {str(exc)[:300]}")
             if self._on_idle is not None:
-                self._on_idle()
+                try:
+                    self._on_idle()
+                except Exception:  # noqa: BLE001 - keep the thread alive; logged
+                    log.exception("tail_idle_failed")
         self._consumer.close()
 
     def stop(self) -> None:
@@ -161,9 +164,13 @@ class SearchClient:
     def _on_reply(self, record: Any) -> None:
         rid = dict(record.headers or []).get(CORRELATION_HEADER, record.key or b"").decode("utf-8", "replace")
         with self._lock:
+            if rid not in self._pending or record.value is None:
+                return
+        reply = SearchReply.model_validate_json(record.value)  # unreadable: the future stays, then expires
+        with self._lock:
             fut, _ = self._pending.pop(rid, (None, 0.0))
-        if fut is not None and record.value is not None:
-            fut.set_result(SearchReply.model_validate_json(record.value))
+        if fut is not None and not fut.done():
+            fut.set_result(reply)
 
     def _expire(self) -> None:
         now = time.monotonic()
@@ -171,6 +178,8 @@ class SearchClient:
             gone = [rid for rid, (_, deadline) in self._pending.items() if deadline < now]
             futures = [self._pending.pop(rid)[0] for rid in gone]
         for fut in futures:
+            if fut.done():
+                continue
             fut.set_exception(TransientError(
                 f"no reply on {self._reply_topic!r} in time; is the query worker running (make status)?"))
 

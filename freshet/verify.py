@@ -12,6 +12,7 @@ from freshet.errors import InvalidEventError
 from freshet.settings import Settings
 from schemas.change import document_key, parse_change
 from workers.chunking import Chunk, chunk_document
+from workers.delivery import POSITION_PREFIX
 from workers.embedding import SentenceTransformerEmbedder
 from workers.planning import DocState, Sourced
 from workers.verification import Expected, StoredObject, compare, expected_documents, latest_versions
@@ -39,6 +40,8 @@ def read_states(settings: Settings) -> dict[str, DocState]:
     states: dict[str, DocState] = {}
     for r in read_to_end(settings.bootstrap_servers, state_topic(settings)):
         key = json.loads(r.key)
+        if key.startswith(POSITION_PREFIX):
+            continue
         if r.value is None:
             states.pop(key, None)
         else:

@@ -108,7 +108,8 @@ class Stack:
                 continue
             starters[service]()
         if "kafka" in wanted:
-            ensure_topics(self.s.bootstrap_servers, self.s.topics(), partitions=self.s.topic_partitions)
+            ensure_topics(self.s.bootstrap_servers, self.s.topics(), partitions=self.s.topic_partitions,
+                          compacted=[self.s.topic_applied])
 
     def down(self, services: Iterable[str] = SERVICES) -> None:
         """Stop services, workers first (they drain before their broker and store go)."""

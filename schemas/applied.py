@@ -49,6 +49,9 @@ def progress_key(partition: int) -> bytes:
 
 def parse_applied(value: bytes) -> AppliedRecord | ProgressRecord:
     """Decode one record of the applied topic."""
-    if json.loads(value).get("kind") == "progress":
+    raw = json.loads(value)
+    if not isinstance(raw, dict):
+        raise ValueError(f"an applied record must be a JSON object, got {type(raw).__name__}")
+    if raw.get("kind") == "progress":
         return ProgressRecord.model_validate_json(value)
     return AppliedRecord.model_validate_json(value)

@@ -14,7 +14,6 @@ from typing import Any
 import faust
 import structlog
 
-from freshet.errors import FreshetError
 from freshet.settings import Settings
 from schemas.metrics import MetricsSnapshot
 from workers.log_reader import LogRecord, follow_topic
@@ -45,8 +44,8 @@ def register(app: faust.App, settings: Settings) -> None:
             try:
                 await follow_topic(settings.bootstrap_servers, settings.topic_metrics, on_snapshots, asyncio.Event(),
                                    since=time.time() - HISTORY_SECONDS)
-            except FreshetError as exc:
-                log.warning("metrics_feed_retrying", error=str(exc))
+            except Exception as exc:  # noqa: BLE001 - the feed must outlive a broker hiccup
+                log.warning("metrics_feed_retrying", error=f"{type(exc).__name__}: {exc}")
                 await asyncio.sleep(2)
 
     @app.page("/dashboard")

@@ -7,6 +7,7 @@ from typing import Any
 import structlog
 
 from schemas.deadletter import dead_letter_headers
+from streams.sending import send
 
 log = structlog.get_logger(__name__)
 
@@ -15,9 +16,6 @@ async def dead_letter(topic: Any, message: Any, *, reason: str, error: str, work
     """Publish ``message`` (a Faust message) to the dead-letter ``topic`` and wait for the ack."""
     headers = message.headers
     original = list(headers.items()) if isinstance(headers, dict) else list(headers or [])
-    fut = await topic.send(
-        key=message.key, value=message.value,
-        headers=dead_letter_headers(original, reason=reason, error=error, topic=message.topic,
-                                    partition=message.partition, offset=message.offset, worker=worker),
-    )
-    await fut
+    await send(topic, what="dead_letter", key=message.key, value=message.value,
+               headers=dead_letter_headers(original, reason=reason, error=error, topic=message.topic,
+                                           partition=message.partition, offset=message.offset, worker=worker))

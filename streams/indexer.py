@@ -25,15 +25,16 @@ import faust
 import structlog
 from faust.streams import _current_event
 
-from freshet.errors import FreshetError, InvalidEventError
+from freshet.errors import InvalidEventError
 from freshet.settings import Settings
 from schemas.applied import ProgressRecord, progress_key
 from schemas.change import document_key, parse_change
 from streams.app import Topics
 from streams.deadletter import dead_letter
+from streams.sending import send
 from streams.web import Health
 from workers import metrics
-from workers.delivery import advanced, missing_ranges, stalled_tail
+from workers.delivery import advanced, missing_ranges, position_key, stalled_tail
 from workers.indexing import Applied, Indexer
 from workers.log_reader import LogReader, LogRecord
 from workers.planning import DocState, Sourced
@@ -60,16 +61,16 @@ class _ReadBack:
 
 
 def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexer, health: Health) -> None:
-    """Attach the indexer agent, its state tables and the delivery guard's timer to ``app``."""
-    # Keys (str) and values (DocState as a dict; positions as int) go through the app's table
-    # serializers, JSON by default. No key_type/value_type: Faust would expect Record classes.
+    """Attach the indexer agent, its state table and the delivery guard's timers to ``app``."""
+    # Keys (str) and values (DocState as a dict; positions, under POSITION_PREFIX keys, as int) go
+    # through the table serializers, JSON by default. No key_type/value_type: Faust would expect
+    # Record classes.
     states = app.Table("doc-state", partitions=settings.topic_partitions, help="DocState per document key")
-    positions = app.Table("positions", partitions=settings.topic_partitions,
-                          help="Offset after the last handled record, per changes partition")
     reader = LogReader(settings.bootstrap_servers, settings.topic_changes)
     lag_reader = LogReader(settings.bootstrap_servers, settings.topic_changes)  # never waits on ``busy``
     busy = asyncio.Lock()  # a batch and a read-back never run at once
-    last_seen: dict[int, int] = {}
+    last_seen: dict[int, tuple[int, int]] = {}  # partition -> (position, end offset) at the last check
+    bases: dict[int, int] = {}  # partition -> start when no position is stored yet
     lag_labels: set[str] = set()
 
     @app.agent(topics.changes, name="freshet.index_changes")
@@ -88,15 +89,21 @@ def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexe
         if not health.ready or app.rebalancing or busy.locked() or not mine:
             return
         async with busy:
-            bounds = await until_done(reader.bounds, mine, what="read_offsets")
-            events: list[Any] = []
-            for p, (first, end) in bounds.items():
-                done = _position(p, first)
-                if stalled_tail(done, end, last_seen.get(p)):
-                    events += await _read_back(p, done, end)
-                last_seen[p] = done
-            if events:
-                await _handle(events)
+            try:
+                await _check_tails(mine)
+            except Exception:  # noqa: BLE001 - logged; the next period checks again
+                log.exception("tail_check_failed")
+
+    async def _check_tails(mine: list[int]) -> None:
+        bounds = await until_done(reader.bounds, mine, what="read_offsets")
+        events: list[Any] = []
+        for p, (_, end) in bounds.items():
+            done = _position(p, await _base(p))
+            if stalled_tail(done, end, last_seen.get(p)):
+                events += await _read_back(p, done, end)
+            last_seen[p] = (done, end)
+        if events:
+            await _handle(events)
 
     @app.timer(interval=settings.metrics_interval_seconds)  # type: ignore[untyped-decorator]
     async def measure_lag() -> None:
@@ -114,8 +121,8 @@ def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexe
                     head = await lag_reader.read(p, done, done + 1)
                     if head and head[0].timestamp is not None:
                         oldest = max(oldest, time.time() - head[0].timestamp)
-        except FreshetError as exc:
-            log.warning("lag_unmeasured", error=str(exc))
+        except Exception as exc:  # noqa: BLE001 - a measurement never takes the worker down
+            log.warning("lag_unmeasured", error=f"{type(exc).__name__}: {exc}")
             return
         for gone in lag_labels - {str(p) for p in mine}:
             metrics.CONSUMER_LAG.remove(gone)
@@ -130,8 +137,17 @@ def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexe
         await _advance(events)
 
     def _position(partition: int, first: int) -> int:
-        raw = positions.get(str(partition))
-        return int(raw) if raw is not None else first
+        raw = states.get(position_key(partition))
+        return int(raw) if raw is not None else bases.get(partition, first)
+
+    async def _base(partition: int) -> int:
+        """Where a partition without a stored position starts: the group's committed offset (an
+        indexer from before positions existed), else the log start (a new one)."""
+        if partition not in bases:
+            committed = await until_done(reader.committed, app.conf.id, [partition], what="read_committed")
+            first = (await until_done(reader.bounds, [partition], what="read_offsets"))[partition][0]
+            bases[partition] = committed.get(partition, first)
+        return bases[partition]
 
     async def _read_back_gaps(events: Iterable[Any]) -> list[Any]:
         by_partition: dict[int, list[int]] = {}
@@ -139,9 +155,9 @@ def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexe
             by_partition.setdefault(ev.message.partition, []).append(ev.message.offset)
         out: list[Any] = []
         for p, offsets in by_partition.items():
-            done = positions.get(str(p))
+            done = states.get(position_key(p))
             if done is None:
-                done = (await until_done(reader.bounds, [p], what="read_offsets"))[p][0]
+                done = await _base(p)
             for start, stop in missing_ranges(int(done), offsets):
                 out += await _read_back(p, start, stop)
         return out
@@ -164,11 +180,10 @@ def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexe
         for p, ev in last.items():
             through = advanced(_position(p, 0), [ev.message.offset])
             with _as_current(ev):
-                positions[str(p)] = through
+                states[position_key(p)] = through
             record = ProgressRecord(partition=p, through=through)
-            fut = await topics.applied.send(key=progress_key(p), value=record.model_dump_json().encode(),
-                                            partition=p % settings.topic_partitions)
-            await fut
+            await send(topics.applied, what="progress_record", key=progress_key(p),
+                       value=record.model_dump_json().encode(), partition=p % settings.topic_partitions)
 
     async def _decode(message: Any) -> Sourced | None:
         try:
@@ -215,7 +230,7 @@ def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexe
             if a.changed:
                 with _as_current(events[(a.source.partition, a.source.offset)]):
                     states[a.key] = a.state.model_dump(mode="json")
-            fut = await topics.applied.send(key=document_key(a.record.tenant, a.record.doc_id).encode(),
-                                            value=a.record.model_dump_json().encode(),
-                                            partition=a.source.partition % settings.topic_partitions)
-            await fut
+            await send(topics.applied, what="applied_record",
+                       key=document_key(a.record.tenant, a.record.doc_id).encode(),
+                       value=a.record.model_dump_json().encode(),
+                       partition=a.source.partition % settings.topic_partitions)

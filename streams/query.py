@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -76,8 +75,8 @@ def register(app: faust.App, topics: Topics, settings: Settings, searcher: Searc
         while True:
             try:
                 await follow_topic(settings.bootstrap_servers, settings.topic_applied, on_applied, caught_up)
-            except FreshetError as exc:
-                log.warning("applied_feed_retrying", error=str(exc))
+            except Exception as exc:  # noqa: BLE001 - the feed must outlive a broker hiccup
+                log.warning("applied_feed_retrying", error=f"{type(exc).__name__}: {exc}")
                 await asyncio.sleep(2)
 
     @app.timer(interval=settings.probe_interval_seconds)  # type: ignore[untyped-decorator]
@@ -85,8 +84,8 @@ def register(app: faust.App, topics: Topics, settings: Settings, searcher: Searc
         if health.ready:
             try:
                 await probes.searchability()
-            except FreshetError as exc:
-                log.warning("probe_failed", probe="searchability", error=str(exc))
+            except Exception as exc:  # noqa: BLE001 - a probe never takes the worker down
+                log.warning("probe_failed", probe="searchability", error=f"{type(exc).__name__}: {exc}")
 
     golden: list[tuple[SearchClient, Dataset]] = []
 
@@ -97,8 +96,8 @@ def register(app: faust.App, topics: Topics, settings: Settings, searcher: Searc
         try:
             recall = await probes.ann_recall()
             figures = await _golden() if settings.golden_dir else {}
-        except (FreshetError, FutureTimeout) as exc:
-            log.warning("probe_failed", probe="quality", error=str(exc))
+        except Exception as exc:  # noqa: BLE001 - a probe never takes the worker down
+            log.warning("probe_failed", probe="quality", error=f"{type(exc).__name__}: {exc}")
             return
         for mode, values in figures.items():
             metrics.GOLDEN_NDCG.labels(mode).set(values["ndcg@10"])
@@ -179,6 +178,11 @@ def register(app: faust.App, topics: Topics, settings: Settings, searcher: Searc
             stats.errors += 1
             log.warning("search_failed", request_id=req.request_id, error=str(exc))
             return failure_reply(req, exc)
+        except Exception as exc:  # noqa: BLE001 - answered and logged, never a silent ack
+            stats.errors += 1
+            log.exception("search_crashed", request_id=req.request_id)
+            return SearchReply(request_id=req.request_id, status="error",
+                               error=ReplyError(code="internal", message=f"{type(exc).__name__}: {exc}"))
         stats.ok += 1
         stats.zero_hits += not reply.hits
         return reply
@@ -200,8 +204,13 @@ def register(app: faust.App, topics: Topics, settings: Settings, searcher: Searc
 
     async def _reply(topic_name: str, reply: SearchReply, correlation: bytes | None) -> None:
         rid = reply.request_id.encode()
-        fut = await topics.named(topic_name).send(
-            key=rid, value=reply.model_dump_json().encode(),
-            headers=[(CORRELATION_HEADER, correlation or rid), (REQUEST_ID_HEADER, rid)],
-        )
-        await fut
+        try:
+            fut = await topics.named(topic_name).send(
+                key=rid, value=reply.model_dump_json().encode(),
+                headers=[(CORRELATION_HEADER, correlation or rid), (REQUEST_ID_HEADER, rid)],
+            )
+            await fut
+        except Exception as exc:  # noqa: BLE001 - e.g. a reply_to topic that cannot exist
+            stats.reply_failures += 1
+            log.warning("reply_failed", request_id=reply.request_id, topic=topic_name,
+                        error=f"{type(exc).__name__}: {exc}")

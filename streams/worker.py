@@ -59,7 +59,8 @@ def build(settings: Settings, role: Role) -> faust.App:
 def run(settings: Settings, role: Role) -> None:
     """Run the worker in the foreground until SIGTERM/SIGINT."""
     info = wait_for_broker(settings.bootstrap_servers, timeout=settings.start_timeout_seconds)
-    ensure_topics(settings.bootstrap_servers, settings.topics(), partitions=settings.topic_partitions)
+    ensure_topics(settings.bootstrap_servers, settings.topics(), partitions=settings.topic_partitions,
+                  compacted=[settings.topic_applied])
     log.info("worker_starting", role=role, kafka=settings.bootstrap_servers, kafka_version=info.api_version,
              weaviate=settings.weaviate_url, collection=settings.collection)
     app = build(settings, role)

@@ -13,6 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+#: Positions live in the indexer's state table under these keys (``\x00position/<partition>``), so a
+#: position and the states it covers go to the same changelog topic-partition, in order: a crash can
+#: lose the tail of that log, never a state while keeping a later position.
+POSITION_PREFIX = "\x00position/"
+
+
+def position_key(partition: int) -> str:
+    return f"{POSITION_PREFIX}{partition}"
+
 
 def missing_ranges(done: int, offsets: Iterable[int]) -> list[tuple[int, int]]:
     """Half-open ranges ``[start, stop)`` at or above ``done`` and below ``max(offsets)`` not in ``offsets``.
@@ -35,7 +44,8 @@ def advanced(done: int, offsets: Iterable[int]) -> int:
     return max([done, *(o + 1 for o in offsets)])
 
 
-def stalled_tail(done: int, end: int, previous_done: int | None) -> bool:
-    """True when the log holds records from ``done`` to ``end`` and the position has not moved since
-    the previous check: they were skipped, not merely in flight."""
-    return end > done and previous_done == done
+def stalled_tail(done: int, end: int, previous: tuple[int, int] | None) -> bool:
+    """True when the log holds records from ``done`` on, already did at the previous check
+    (``previous`` = the position and end offset then), and the position has not moved since: the
+    records were skipped, not merely in flight."""
+    return previous is not None and end > done and previous[0] == done and previous[1] > done

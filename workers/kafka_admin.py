@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import structlog
 from kafka import KafkaAdminClient
-from kafka.admin import NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from freshet.errors import TransientError
@@ -69,16 +69,28 @@ def broker_info(bootstrap: str) -> BrokerInfo:
     )
 
 
-def ensure_topics(bootstrap: str, names: Iterable[str], *, partitions: int) -> list[str]:
-    """Create the missing topics (replication 1 on the local stack); return those created."""
+def ensure_topics(bootstrap: str, names: Iterable[str], *, partitions: int,
+                  compacted: Iterable[str] = ()) -> list[str]:
+    """Create the missing topics (replication 1 on the local stack); return those created.
+
+    ``compacted`` topics get ``cleanup.policy=compact`` (set on existing ones too): a topic read
+    from its beginning to rebuild state must keep each key's last record, not expire it.
+    """
     admin = admin_client(bootstrap)
+    compact = set(compacted)
     try:
         existing = set(admin.list_topics())
         missing = sorted(set(names) - existing)
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):  # another process was quicker
-                admin.create_topics([NewTopic(n, num_partitions=partitions, replication_factor=1) for n in missing])
+                admin.create_topics([NewTopic(n, num_partitions=partitions, replication_factor=1,
+                                              topic_configs={"cleanup.policy": "compact"} if n in compact else {})
+                                     for n in missing])
             log.info("topics_created", topics=missing, partitions=partitions)
+        stale = sorted(compact & existing)
+        if stale:
+            admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, n, configs={"cleanup.policy": "compact"})
+                                 for n in stale], incremental=True)
         return missing
     except (KafkaError, OSError) as exc:
         raise TransientError(f"cannot create topics on Kafka at {bootstrap}: {exc}") from exc

@@ -66,6 +66,21 @@ class LogReader:
             raise TransientError(f"cannot read the offsets of {self._topic!r}: {exc}") from exc
         return {tp.partition: (first[tp], end[tp]) for tp in tps}
 
+    async def committed(self, group: str, partitions: Sequence[int]) -> dict[int, int]:
+        """The consumer group's committed offsets of these partitions (those it has)."""
+        from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap.split(","))
+        try:
+            await admin.start()
+            got = await admin.list_consumer_group_offsets(
+                group, partitions=[TopicPartition(self._topic, p) for p in partitions])
+        except (KafkaError, OSError) as exc:
+            raise TransientError(f"cannot read the committed offsets of group {group!r}: {exc}") from exc
+        finally:
+            await admin.close()
+        return {tp.partition: meta.offset for tp, meta in got.items() if meta is not None and meta.offset >= 0}
+
     async def read(self, partition: int, start: int, stop: int) -> list[LogRecord]:
         """The records of ``[start, stop)`` that exist (compaction or transaction markers leave holes)."""
         consumer = await self._started()

@@ -34,6 +34,8 @@ class DocState(BaseModel):
     chunk_ids: list[str] = Field(default_factory=list, description="Stored chunk ids, in document order.")
     path_hashes: list[str] = Field(default_factory=list, description="Each chunk's heading-path hash.")
     props_hash: str = Field("", description="Hash of the properties that do not affect vectors.")
+    partition: int = Field(-1, description="Changes partition of the event that decided this state.")
+    offset: int = Field(-1, description="Its offset: a replay of it or of anything before it is stale.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,13 +77,17 @@ def winning_event(prev: DocState | None, events: Sequence[Sourced]) -> tuple[Sou
 
     Returns the event that decides the new state (None if all were stale) and the number of
     stale events skipped. A version not above the highest seen so far is stale; a tombstone
-    always applies and keeps the version, so a later re-create needs a higher version.
+    always applies and keeps the version, so a later re-create needs a higher version. A replayed
+    event (at or before the offset that decided the stored state) is stale too, tombstones
+    included: replays happen (crash, read-back) and must change nothing.
     """
     version = prev.version if prev is not None else -1
     winner: Sourced | None = None
     stale = 0
     for se in sorted(events, key=lambda s: s.offset):
-        if se.tombstone:
+        if prev is not None and se.partition == prev.partition and se.offset <= prev.offset:
+            stale += 1
+        elif se.tombstone:
             winner = se
         elif se.event.version <= version:
             stale += 1
@@ -97,7 +103,7 @@ def plan_change(prev: DocState | None, se: Sourced, chunks: Sequence[Chunk]) -> 
     old_ids = prev.chunk_ids if prev is not None and not prev.deleted else []
     version = max(ev.version, prev.version if prev is not None else -1)
     if ev.op == "delete":
-        state = DocState(version=version, deleted=True)
+        state = DocState(version=version, deleted=True, partition=se.partition, offset=se.offset)
         return Plan("delete" if old_ids or prev is None else "noop", state, delete=list(old_ids))
     ids = chunk_ids(ev.tenant, ev.doc_id, chunks)
     paths = [c.path_hash for c in chunks]
@@ -113,7 +119,8 @@ def plan_change(prev: DocState | None, se: Sourced, chunks: Sequence[Chunk]) -> 
         elif props_changed or old_paths[cid] != c.path_hash:
             update.append((cid, c))
     delete = [cid for cid in old_ids if cid not in new]
-    state = DocState(version=version, chunk_ids=ids, path_hashes=paths, props_hash=phash)
+    state = DocState(version=version, chunk_ids=ids, path_hashes=paths, props_hash=phash,
+                     partition=se.partition, offset=se.offset)
     action: Literal["write", "noop"] = "write" if embed or update or delete or prev is None else "noop"
     return Plan(action, state, embed=embed, update=update, delete=delete,
                 kept=len(ids) - len(embed) - len(update))

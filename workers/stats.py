@@ -51,6 +51,8 @@ class QueryStats:
     hits_withheld: int = 0
     """Store hits not admitted by the applied view (chunks of a version not (or no longer) applied)."""
     query_cache_hits: int = 0
+    reply_failures: int = 0
+    """Replies that could not be produced (e.g. an invalid ``reply_to``); logged."""
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)

@@ -45,7 +45,8 @@ def latest_versions(events: Iterable[Sourced]) -> dict[str, Sourced]:
             continue
         prev = state.get(key)
         version = max(winner.event.version, prev.version if prev else -1)
-        state[key] = DocState(version=version, deleted=winner.event.op == "delete")
+        state[key] = DocState(version=version, deleted=winner.event.op == "delete", partition=winner.partition,
+                              offset=winner.offset)
         deciding[key] = winner
     return deciding
 

@@ -24,6 +24,7 @@ def test_the_position_moves_past_the_highest_offset_only() -> None:
 
 def test_a_tail_is_stalled_only_when_the_position_did_not_move_for_a_whole_period() -> None:
     assert not stalled_tail(5, 8, None)  # first look: records may be in flight
-    assert not stalled_tail(5, 8, 4)  # still moving
-    assert stalled_tail(5, 8, 5)
-    assert not stalled_tail(8, 8, 8)  # nothing beyond the position
+    assert not stalled_tail(5, 8, (4, 8))  # still moving
+    assert not stalled_tail(5, 8, (5, 5))  # they arrived since the last check: in flight
+    assert stalled_tail(5, 8, (5, 6))
+    assert not stalled_tail(8, 8, (8, 8))  # nothing beyond the position

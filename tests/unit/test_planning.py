@@ -89,3 +89,12 @@ def test_renaming_a_heading_embeds_one_chunk_and_updates_the_paths_of_the_others
     p = planned(first, up(2, 2, doc.replace("# A", "# A2")))
     assert [c.text.split("\n")[0] for _, c in p.embed] == ["# A2"]
     assert len(p.update) == 3 and len(p.delete) == 1
+
+
+def test_a_replayed_tombstone_does_not_delete_a_document_re_created_after_it() -> None:
+    # upsert v1 @10, tombstone @11, upsert v2 @12 applied; then offsets 11-12 are handled again
+    tomb = ev(11, tombstone=True, doc_id="d", op="delete", version=0)
+    state = planned(planned(planned(None, up(10, 1, DOC)).state, tomb).state, up(12, 2, DOC)).state
+    assert (state.version, state.deleted, state.offset) == (2, False, 12)
+    winner, stale = winning_event(state, [tomb, up(12, 2, DOC)])
+    assert winner is None and stale == 2
