@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from schemas.search import DEFAULT_ALPHA
 from tests.integration.conftest import REPO, Endpoints
 from workers.weaviate_store import sync_client
 
@@ -40,9 +41,9 @@ def tiny_beir(root: Path, *, queries: int = 8, per_query: int = 2, docs: int = 3
     picked = [by_id[d] for d in wanted] + [d for d in corpus if d["_id"] not in wanted][: docs - len(wanted)]
     ids = {d["_id"] for d in picked}
     (root / "qrels").mkdir(parents=True)
-    queries = [line for line in lines(MSMARCO / "queries.jsonl") if json.loads(line)["_id"] in chosen]
+    query_lines = [line for line in lines(MSMARCO / "queries.jsonl") if json.loads(line)["_id"] in chosen]
     (root / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in picked), encoding="utf-8")
-    (root / "queries.jsonl").write_text("".join(line + "\n" for line in queries), encoding="utf-8")
+    (root / "queries.jsonl").write_text("".join(line + "\n" for line in query_lines), encoding="utf-8")
     (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(
         f"{q}\t{d}\t{s}\n" for q, judged in chosen.items() for d, s in judged.items() if d in ids))
     return root
@@ -80,5 +81,5 @@ def test_eval_reports_every_mode_and_the_exact_ranking_as_one_json_object(
     assert abs(vector["ndcg@10"] - exact["ndcg@10"]) <= 0.02, (vector, exact)
     assert vector["recall@100"] == pytest.approx(exact["recall@100"], abs=0.02)
     assert exact["ndcg@10"] > 0.5, "the model should find judged passages among 30"
-    assert report["modes"]["hybrid"]["alpha"] == 0.5
+    assert report["modes"]["hybrid"]["alpha"] == DEFAULT_ALPHA
     assert eval_collections(endpoints) == before, "the evaluation's collection should be dropped"
