@@ -234,3 +234,14 @@ def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexe
                        key=document_key(a.record.tenant, a.record.doc_id).encode(),
                        value=a.record.model_dump_json().encode(),
                        partition=a.source.partition % settings.topic_partitions)
+        # Only now that the query workers can know the new chunk sets, delete the old chunks. If that
+        # fails for good, the pending deletes stay in the states (a later change or replay of the
+        # document retries them, `freshet verify` shows them); the events are applied, not lost.
+        try:
+            cleared = await until_done(indexer.finish, applied, what="delete_old_chunks")
+        except Exception:  # noqa: BLE001 - logged; see above
+            log.exception("old_chunks_not_deleted", documents=len(applied))
+            return
+        for a in cleared:
+            with _as_current(events[(a.source.partition, a.source.offset)]):
+                states[a.key] = a.state.model_dump(mode="json")

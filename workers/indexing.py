@@ -152,22 +152,31 @@ class Indexer:
         if updates:
             with metrics.STORE_WRITE_SECONDS.labels("update").time():
                 await self._store.update_properties(updates)
-        doomed = [cid for *_, p in plans for cid in p.delete]
+        self.stats.chunks_written += len(inserts)
+        self.stats.chunks_updated += len(updates)
+
+    async def finish(self, done: Sequence[Applied]) -> list[Applied]:
+        """Delete what the applied versions no longer hold (after their applied records are out, so
+        a search never finds a document with neither version's chunks); return the documents whose
+        state had pending deletes, with those cleared."""
+        cleared: list[Applied] = []
+        doomed = [cid for a in done for cid in a.state.pending_delete]
         if doomed:
             with metrics.STORE_WRITE_SECONDS.labels("delete").time():
                 await self._store.delete_ids(doomed)
-        for _, se, _, p in plans:
-            # Unknown prior state (first sight, or a delete): sweep by filter so no orphan survives.
-            if p.action == "delete" or len(p.embed) == len(p.state.chunk_ids):
+            self.stats.chunks_deleted += len(doomed)
+            metrics.CHUNKS_DELETED.inc(len(doomed))
+        for a in done:
+            if a.state.pending_sweep:  # unknown prior state: sweep by filter so no orphan survives
                 with metrics.STORE_WRITE_SECONDS.labels("sweep").time():
-                    swept = await self._store.delete_document(se.event.tenant, se.event.doc_id,
-                                                              keep=p.state.chunk_ids)
+                    swept = await self._store.delete_document(a.record.tenant, a.record.doc_id,
+                                                              keep=a.state.chunk_ids)
                 self.stats.chunks_deleted += swept
                 metrics.CHUNKS_DELETED.inc(swept)
-        self.stats.chunks_written += len(inserts)
-        self.stats.chunks_updated += len(updates)
-        self.stats.chunks_deleted += len(doomed)
-        metrics.CHUNKS_DELETED.inc(len(doomed))
+            if a.state.pending_delete or a.state.pending_sweep:
+                state = a.state.model_copy(update={"pending_delete": [], "pending_sweep": False})
+                cleared.append(Applied(a.key, a.source, state, a.record, True))
+        return cleared
 
     def _applied(self, key: str, se: Sourced, p: Plan, now: datetime, *, changed: bool = True) -> Applied:
         ev = se.event

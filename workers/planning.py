@@ -36,6 +36,10 @@ class DocState(BaseModel):
     props_hash: str = Field("", description="Hash of the properties that do not affect vectors.")
     partition: int = Field(-1, description="Changes partition of the event that decided this state.")
     offset: int = Field(-1, description="Its offset: a replay of it or of anything before it is stale.")
+    pending_delete: list[str] = Field(default_factory=list, description="Chunk ids of the previous version, "
+                                      "deleted only after the applied record is out (then cleared).")
+    pending_sweep: bool = Field(False, description="Also delete every other chunk of the document (its prior "
+                                "state was unknown), after the applied record.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,8 +106,11 @@ def plan_change(prev: DocState | None, se: Sourced, chunks: Sequence[Chunk]) -> 
     ev = se.event
     old_ids = prev.chunk_ids if prev is not None and not prev.deleted else []
     version = max(ev.version, prev.version if prev is not None else -1)
+    carried = prev.pending_delete if prev is not None else []
     if ev.op == "delete":
-        state = DocState(version=version, deleted=True, partition=se.partition, offset=se.offset)
+        doomed = list(dict.fromkeys([*carried, *old_ids]))
+        state = DocState(version=version, deleted=True, partition=se.partition, offset=se.offset,
+                         pending_delete=doomed, pending_sweep=True)
         return Plan("delete" if old_ids or prev is None else "noop", state, delete=list(old_ids))
     ids = chunk_ids(ev.tenant, ev.doc_id, chunks)
     paths = [c.path_hash for c in chunks]
@@ -119,8 +126,11 @@ def plan_change(prev: DocState | None, se: Sourced, chunks: Sequence[Chunk]) -> 
         elif props_changed or old_paths[cid] != c.path_hash:
             update.append((cid, c))
     delete = [cid for cid in old_ids if cid not in new]
+    first_sight = prev is None or prev.deleted
     state = DocState(version=version, chunk_ids=ids, path_hashes=paths, props_hash=phash,
-                     partition=se.partition, offset=se.offset)
+                     partition=se.partition, offset=se.offset,
+                     pending_delete=[c for c in dict.fromkeys([*carried, *delete]) if c not in new],
+                     pending_sweep=first_sight or (prev is not None and prev.pending_sweep))
     action: Literal["write", "noop"] = "write" if embed or update or delete or prev is None else "noop"
     return Plan(action, state, embed=embed, update=update, delete=delete,
                 kept=len(ids) - len(embed) - len(update))

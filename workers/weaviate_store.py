@@ -34,7 +34,9 @@ log = structlog.get_logger(__name__)
 VECTOR_NAME = "default"
 _WRITE_ATTEMPTS = 3
 #: Per-object error messages that mean "try again later" rather than "this object is wrong".
-_TRANSIENT_WORDS = ("timeout", "deadline", "unavailable", "connection", "too many requests", "shutting down")
+_TRANSIENT_WORDS = ("timeout", "deadline", "unavailable", "connection", "too many requests", "shutting down",
+                    # a restarting server answers before it has loaded its schema and shards
+                    "could not find class", "no read replica")
 
 _PROPERTIES = [
     wvc.config.Property(name="doc_id", data_type=wvc.config.DataType.TEXT,

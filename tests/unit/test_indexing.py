@@ -23,9 +23,14 @@ class Harness:
         self.indexer = Indexer(self.model, self.store, EmbeddingCache(100), self.stats)
         self.states: dict[str, DocState | None] = {}
 
-    def apply(self, *events: Sourced) -> None:
-        for a in asyncio.run(self.indexer.apply(list(events), self.states)):
+    def apply(self, *events: Sourced, finish: bool = True) -> None:
+        """Apply, then (as the agent does once the applied records are out) delete the old chunks."""
+        applied = asyncio.run(self.indexer.apply(list(events), self.states))
+        for a in applied:
             self.states[a.key] = a.state
+        if finish:
+            for a in asyncio.run(self.indexer.finish(applied)):
+                self.states[a.key] = a.state
 
 
 def test_chunk_ids_are_stable_and_tell_repeats_apart() -> None:
@@ -44,6 +49,17 @@ def test_edit_replay_and_delete() -> None:
     assert h.stats.chunks_embedded == 4 and len(h.store.objects) == 3 and h.stats.chunks_deleted == 1
     h.apply(sourced(3, doc_id="d", op="delete", version=3))
     assert h.store.objects == {}
+
+
+def test_old_chunks_go_only_after_the_applied_record_and_a_crash_in_between_is_repaired() -> None:
+    h = Harness()
+    h.apply(sourced(1, doc_id="d", op="upsert", version=1, content=DOC))
+    h.apply(sourced(2, doc_id="d", op="upsert", version=2, content=DOC.replace("Paragraph 1", "Paragraph one")),
+            finish=False)  # written and announced, then the worker dies before deleting
+    state = h.states["d"]
+    assert state is not None and len(state.pending_delete) == 1 and len(h.store.objects) == 4
+    h.apply(sourced(2, doc_id="d", op="upsert", version=2, content="replayed"))  # a stale replay repairs it
+    assert len(h.store.objects) == 3 and h.states["d"] is not None and not h.states["d"].pending_delete
 
 
 def test_reverting_an_edit_takes_the_vector_from_the_cache() -> None:
