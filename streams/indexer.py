@@ -98,7 +98,7 @@ def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexe
         bounds = await until_done(reader.bounds, mine, what="read_offsets")
         events: list[Any] = []
         for p, (_, end) in bounds.items():
-            done = _position(p, await _base(p))
+            done = await _position(p)
             if stalled_tail(done, end, last_seen.get(p)):
                 events += await _read_back(p, done, end)
             last_seen[p] = (done, end)
@@ -114,8 +114,8 @@ def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexe
         try:
             bounds = await lag_reader.bounds(mine)
             oldest = 0.0
-            for p, (first, end) in bounds.items():
-                done = _position(p, first)
+            for p, (_, end) in bounds.items():
+                done = await _position(p)
                 metrics.CONSUMER_LAG.labels(str(p)).set(max(0, end - done))
                 if end > done:
                     head = await lag_reader.read(p, done, done + 1)
@@ -136,9 +136,10 @@ def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexe
             await _apply(batch)
         await _advance(events)
 
-    def _position(partition: int, first: int) -> int:
+    async def _position(partition: int) -> int:
+        """The offset after the last handled record of ``partition`` (its start if none is stored)."""
         raw = states.get(position_key(partition))
-        return int(raw) if raw is not None else bases.get(partition, first)
+        return int(raw) if raw is not None else await _base(partition)
 
     async def _base(partition: int) -> int:
         """Where a partition without a stored position starts: the group's committed offset (an
@@ -155,10 +156,7 @@ def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexe
             by_partition.setdefault(ev.message.partition, []).append(ev.message.offset)
         out: list[Any] = []
         for p, offsets in by_partition.items():
-            done = states.get(position_key(p))
-            if done is None:
-                done = await _base(p)
-            for start, stop in missing_ranges(int(done), offsets):
+            for start, stop in missing_ranges(await _position(p), offsets):
                 out += await _read_back(p, start, stop)
         return out
 
@@ -178,7 +176,7 @@ def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexe
             if p not in last or ev.message.offset > last[p].message.offset:
                 last[p] = ev
         for p, ev in last.items():
-            through = advanced(_position(p, 0), [ev.message.offset])
+            through = advanced(await _position(p), [ev.message.offset])
             with _as_current(ev):
                 states[position_key(p)] = through
             record = ProgressRecord(partition=p, through=through)
