@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     topic_dead_letter: str = Field("freshet.deadletter", description="Rejected records + reason.")
     topic_metrics: str = Field("freshet.metrics", description="Periodic metric snapshots.")
     topic_partitions: int = Field(4, ge=1, description="Partitions of the topics freshet creates.")
+    topic_replication: int = Field(1, ge=1, description="Replication factor of the topics freshet creates "
+                                                        "(its own and Faust's changelog); 3 on a production cluster.")
     consumer_group_prefix: str = Field("freshet", description="Faust app id / consumer group prefix.")
 
     # --- Weaviate ----------------------------------------------------------------------------
@@ -81,6 +83,17 @@ class Settings(BaseSettings):
         "", description="Declared (filterable) metadata fields, e.g. 'lang:text,year:int,tags:text[]'; "
                         "types text, text[], int, number, boolean, date. Others are stored, not filterable.")
     max_document_bytes: int = Field(1_000_000, ge=1, description="Larger change events (bytes) are dead-lettered.")
+    dead_letter_max_bytes: int = Field(
+        900_000, ge=1024, description="A dead-lettered value larger than this is cut to it (header "
+                                      "freshet.truncated names the original size); keep it below the producer's "
+                                      "max request size (1 MB) and the broker's message.max.bytes.")
+    delete_grace_seconds: float = Field(
+        30.0, ge=0, description="A rewritten document's old chunks are deleted this long after its new version "
+                                "is applied, so a query worker whose applied view lags by up to this much still "
+                                "finds the document while it is rewritten.")
+    read_back_page_records: int = Field(
+        500, ge=1, description="The delivery guard reads skipped records back in pages of this many records, "
+                               "each handled as one batch before the next is read.")
     kafka_session_timeout_seconds: float = Field(
         15.0, ge=6, le=300, description="Consumer-group session timeout: how soon a crashed worker's partitions "
                                         "move to a live one (a restart waits this long).")
@@ -101,6 +114,13 @@ class Settings(BaseSettings):
     query_concurrency: int = Field(8, ge=1, description="Search requests handled at once.")
     query_deadline_ms: int = Field(30_000, ge=1, description="Deadline of a request that sets none (ms from "
                                                              "its Kafka timestamp); bounds fence waits.")
+    query_max_wait_ms: int = Field(60_000, ge=1, description="Upper bound on how long one request may hold a "
+                                                             "worker slot (fence wait + search), measured on "
+                                                             "the worker's own clock, whatever its deadline says.")
+    reply_topic_pattern: str = Field(
+        "", description="Glob of the topics replies may go to (a request's reply_to or reply-topic header); empty "
+                        "means '<topic_replies>*', i.e. freshet.search.replies*. Other topics get an error reply on "
+                        "the default reply topic; topics freshet itself uses are always refused.")
     query_overfetch: float = Field(2.0, ge=1.0, description="Ask the store for this many times top_k hits, so "
                                                             "enough survive the applied-view check.")
     query_cache_size: int = Field(1024, ge=0, description="Query vectors kept (by model and query text).")
@@ -145,6 +165,11 @@ class Settings(BaseSettings):
     @cached_property
     def weaviate_url(self) -> str:
         return f"http://{self.weaviate_host}:{self.weaviate_http_port}"
+
+    @cached_property
+    def reply_topics_glob(self) -> str:
+        """Where replies may go (see ``reply_topic_pattern``)."""
+        return self.reply_topic_pattern or f"{self.topic_replies}*"
 
     def topics(self) -> list[str]:
         """Every topic freshet uses (created at start-up when missing)."""

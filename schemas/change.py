@@ -2,8 +2,12 @@
 
 The Kafka key is the document identity: ``doc_id`` alone, or with a tenant ``tenant``, the ASCII
 unit separator (``\x1f``) and ``doc_id`` (doc ids may contain ``/``, so no printable separator
-is unambiguous). Per-document order then holds within a partition. A record with a null value (a tombstone) deletes the
-document named by its key.
+is unambiguous). Per-document order then holds within a partition. A record with a null value (a
+tombstone) deletes the document named by its key.
+
+Identities never contain control characters (C0, DEL, C1; the separator is one of them), so one
+key names exactly one (tenant, doc_id): without that rule the tenant-less ``acme\x1fsecret.md``
+would share the key, state and chunks of tenant ``acme``'s ``secret.md``.
 """
 
 from __future__ import annotations
@@ -21,6 +25,11 @@ SCHEMA_MAJOR = 1
 
 MetadataValue = str | int | float | bool | list[str]
 
+#: No control characters (C0, DEL, C1) in an identity: the key separator is one of them.
+IDENTITY_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]+$"
+#: Versions are stored as 64-bit integers (Weaviate ``int``).
+MAX_VERSION = 2**63 - 1
+
 
 class ChangeEvent(BaseModel):
     """One change to one document."""
@@ -30,16 +39,18 @@ class ChangeEvent(BaseModel):
         json_schema_extra={"if": {"properties": {"op": {"const": "upsert"}}}, "then": {"required": ["content"]}},
     )
 
-    doc_id: str = Field(min_length=1, max_length=512, description="Document identity within its tenant.")
+    doc_id: str = Field(min_length=1, max_length=512, pattern=IDENTITY_PATTERN,
+                        description="Document identity within its tenant; no control characters.")
     op: Literal["upsert", "delete"] = Field(description="Replace the document's content, or remove it.")
-    version: int = Field(ge=0, description="Increases per document; a version not above the applied one is stale.")
+    version: int = Field(ge=0, le=MAX_VERSION,
+                         description="Increases per document; a version not above the applied one is stale.")
     content: str | None = Field(None, description="Full text of this version; required for upsert.")
     title: str | None = Field(None, description="Display title; defaults to the first heading.")
     metadata: dict[str, MetadataValue] = Field(
         default_factory=dict, description="Flat key/value metadata, usable as search filters."
     )
-    tenant: str | None = Field(None, min_length=1, max_length=128, pattern=r"^[^\x1f]+$",
-                               description="Optional tenant; part of the identity.")
+    tenant: str | None = Field(None, min_length=1, max_length=128, pattern=IDENTITY_PATTERN,
+                               description="Optional tenant; part of the identity; no control characters.")
     content_type: Literal["text/markdown", "text/plain"] = Field(
         "text/markdown", description="How the content is structured for chunking."
     )
@@ -80,8 +91,7 @@ def parse_change(value: bytes | None, key: bytes | None, *, max_bytes: int) -> C
     if value is None:
         if not key:
             raise InvalidEventError("tombstone_without_key", "a tombstone (null value) needs a key naming the document")
-        tenant, _, doc_id = _decode(key, "key").rpartition(KEY_SEPARATOR)
-        return ChangeEvent(doc_id=doc_id, op="delete", version=0, tenant=tenant or None)
+        return _tombstone(_decode(key, "key"))
     if len(value) > max_bytes:
         raise InvalidEventError(
             "oversized", f"event is {len(value)} bytes, above the cap of {max_bytes} (FRESHET_MAX_DOCUMENT_BYTES)"
@@ -91,6 +101,8 @@ def parse_change(value: bytes | None, key: bytes | None, *, max_bytes: int) -> C
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidEventError("invalid_json", f"value is not JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise InvalidEventError("invalid_json", "value is nested too deeply to be a change event") from exc
     if not isinstance(raw, dict):
         raise InvalidEventError("schema", f"value must be a JSON object, got {type(raw).__name__}")
     _check_schema_version(raw.get("schema_version"))
@@ -99,6 +111,19 @@ def parse_change(value: bytes | None, key: bytes | None, *, max_bytes: int) -> C
     except ValidationError as exc:
         reason = "missing_content" if "needs 'content'" in str(exc) else "schema"
         raise InvalidEventError(reason, _explain(exc)) from exc
+
+
+def _tombstone(key: str) -> ChangeEvent:
+    """The delete a tombstone with this key means; the key must be a document's canonical key."""
+    tenant, _, doc_id = key.rpartition(KEY_SEPARATOR)
+    try:
+        event = ChangeEvent(doc_id=doc_id, op="delete", version=0, tenant=tenant or None)
+    except ValidationError as exc:
+        raise InvalidEventError("schema", f"tombstone key {key[:200]!r} names no document: {_explain(exc)}") from exc
+    if event.key != key:
+        raise InvalidEventError("schema", f"tombstone key {key[:200]!r} is not a document key; a key is 'doc_id' "
+                                          "or 'tenant<0x1f>doc_id'")
+    return event
 
 
 def _decode(data: bytes, what: str) -> str:

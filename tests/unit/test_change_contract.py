@@ -66,3 +66,50 @@ def test_shared_edit_history_events_are_valid_as_they_are() -> None:
         lines = [next(fh) for _ in range(5)]
     for line in lines:
         assert isinstance(ChangeEvent.model_validate_json(line), ChangeEvent)
+
+
+# --- hostile records (each of these once escaped parse_change or let one identity name another) ---
+
+@pytest.mark.parametrize("key", [b"t\x1f", b"\x1f", b"x" * 600, b"t\x1fa\x1fb", b"\x1fdoc.md", b"doc\x00.md",
+                                 b"tenant\x1fdoc\n.md", b"a" * 129 + b"\x1fdoc.md"])
+def test_a_tombstone_with_a_key_that_is_no_identity_is_a_schema_error(key: bytes) -> None:
+    with pytest.raises(InvalidEventError) as err:
+        parse_change(None, key, max_bytes=100)
+    assert err.value.reason == "schema"
+    assert repr(key.decode())[:40] in str(err.value) or "key" in str(err.value)
+
+
+def test_a_deeply_nested_value_is_invalid_json_not_a_crash() -> None:
+    value = b'{"doc_id": "a", "op": "upsert", "version": 1, "content": "x", "metadata": ' + b"[" * 100_000 \
+        + b"]" * 100_000 + b"}"
+    with pytest.raises(InvalidEventError) as err:
+        parse_change(value, b"a", max_bytes=1_000_000)
+    assert err.value.reason == "invalid_json"
+    assert "nested" in str(err.value)
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("doc_id", "acme\x1fsecret.md"), ("doc_id", "a\x00b"), ("doc_id", "line\nbreak"), ("doc_id", "del\x7f"),
+    ("doc_id", "c1\x85"), ("tenant", "ac\x1fme"), ("tenant", "t\tab"),
+])
+def test_identities_with_separators_or_control_characters_are_refused(field: str, value: str) -> None:
+    fields: dict[str, object] = {"doc_id": "secret.md", "op": "upsert", "version": 1, "content": "x", field: value}
+    with pytest.raises(InvalidEventError) as err:
+        parse_change(_bytes(**fields), b"k", max_bytes=10_000)
+    assert err.value.reason == "schema"
+    assert field in str(err.value)
+
+
+def test_a_tenantless_document_can_no_longer_share_a_tenant_documents_key() -> None:
+    owned = parse_change(_bytes(doc_id="secret.md", tenant="acme", op="upsert", version=1, content="x"),
+                         b"acme\x1fsecret.md", max_bytes=10_000)
+    assert owned.key == "acme\x1fsecret.md"
+    with pytest.raises(InvalidEventError):
+        parse_change(_bytes(doc_id="acme\x1fsecret.md", op="upsert", version=2, content="x"),
+                     b"acme\x1fsecret.md", max_bytes=10_000)
+
+
+def test_versions_beyond_int64_are_refused() -> None:
+    with pytest.raises(InvalidEventError) as err:
+        parse_change(_bytes(doc_id="a", op="upsert", version=2**63, content="x"), b"a", max_bytes=10_000)
+    assert err.value.reason == "schema"
