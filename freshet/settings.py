@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     kafka_session_timeout_seconds: float = Field(
         15.0, ge=6, le=300, description="Consumer-group session timeout: how soon a crashed worker's partitions "
                                         "move to a live one (a restart waits this long).")
+    kafka_request_timeout_seconds: float = Field(
+        30.0, ge=1, description="How long the workers' producer waits for the broker before a send fails (and "
+                                "is retried by freshet); Faust's own default is 20 minutes.")
     metrics_interval_seconds: float = Field(5.0, gt=0, description="How often workers measure lag and publish "
                                                                  "a snapshot to the metrics topic.")
     probe_interval_seconds: float = Field(5.0, gt=0, description="How often the query worker's searchability "

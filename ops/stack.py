@@ -109,6 +109,7 @@ class Stack:
             starters[service]()
         if "kafka" in wanted:
             ensure_topics(self.s.bootstrap_servers, self.s.topics(), partitions=self.s.topic_partitions,
+                          replication=self.s.topic_replication,
                           compacted=[self.s.topic_applied])
 
     def down(self, services: Iterable[str] = SERVICES) -> None:

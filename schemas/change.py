@@ -82,6 +82,12 @@ def document_key(tenant: str | None, doc_id: str) -> str:
     return f"{tenant}{KEY_SEPARATOR}{doc_id}" if tenant else doc_id
 
 
+def split_key(key: str) -> tuple[str | None, str]:
+    """(tenant, doc_id) of a document key (identities hold no separator, so this is exact)."""
+    tenant, _, doc_id = key.rpartition(KEY_SEPARATOR)
+    return tenant or None, doc_id
+
+
 def parse_change(value: bytes | None, key: bytes | None, *, max_bytes: int) -> ChangeEvent:
     """Decode one record of the changes topic, or raise :class:`InvalidEventError` with a reason.
 

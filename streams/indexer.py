@@ -1,29 +1,34 @@
 """The indexer agent: changes topic -> micro-batches -> Weaviate -> state table + applied topic.
 
-Per-event errors never escape the agent (Faust would ack the record and stop the agent): bad input
-goes to the dead-letter topic with its reason; transient faults block and retry with backoff, so
-a batch's offsets are acknowledged only after Weaviate acknowledged every write. Each document's
-state is written to the Faust table only after that, in the context of the event that decided
-it, so the changelog partition is the source partition and the state moves with its partition.
+Rules this wiring keeps (each has a test):
+
+- **No record can stop the agent.** Any exception raised by one event (bad input, or a bug its
+  content triggers) makes that event a dead letter (its reason, or ``processing_error`` with the
+  exception type); a batch that fails is retried event by event so only the culprit is rejected.
+  Should the agent die all the same, ``/healthz`` fails from then on.
+- **Transient faults block, never drop.** Weaviate or Kafka away: the batch waits with backoff and
+  is retried whole (every write is idempotent).
+- **A batch is done only when Kafka has its states** (:class:`streams.state.StateTable`), then its
+  applied records; only then does the position move.
+- **Old chunks go late.** A rewritten document's vanished chunks are deleted
+  ``delete_grace_seconds`` after its applied record is out (a timer sweeps them), so a query worker
+  whose applied view lags by up to that much still finds the document.
 
 The delivery guard (:mod:`workers.delivery`) keeps the indexer's own position per partition and
-reads back any record Faust skipped, so an acknowledged offset always means a handled event.
+reads back, in bounded pages that each go through the normal batch path, any record Faust skipped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-import weakref
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
 import structlog
-from faust.streams import _current_event
 
 from freshet.errors import InvalidEventError
 from freshet.settings import Settings
@@ -31,7 +36,8 @@ from schemas.applied import ProgressRecord, progress_key
 from schemas.change import document_key, parse_change
 from streams.app import Topics
 from streams.deadletter import dead_letter
-from streams.sending import send
+from streams.sending import send_all
+from streams.state import StateTable, Write
 from streams.web import Health
 from workers import metrics
 from workers.delivery import advanced, missing_ranges, position_key, stalled_tail
@@ -41,16 +47,6 @@ from workers.planning import DocState, Sourced
 from workers.retry import until_done
 
 log = structlog.get_logger(__name__)
-
-
-@contextmanager
-def _as_current(event: Any) -> Iterator[None]:
-    """Make ``event`` Faust's current event (a batch has many; table writes need the right one)."""
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
 
 
 @dataclass(eq=False)
@@ -65,76 +61,145 @@ def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexe
     # Keys (str) and values (DocState as a dict; positions, under POSITION_PREFIX keys, as int) go
     # through the table serializers, JSON by default. No key_type/value_type: Faust would expect
     # Record classes.
-    states = app.Table("doc-state", partitions=settings.topic_partitions, help="DocState per document key")
+    states = StateTable(app.Table("doc-state", partitions=settings.topic_partitions, help="DocState per document"))
     reader = LogReader(settings.bootstrap_servers, settings.topic_changes)
     lag_reader = LogReader(settings.bootstrap_servers, settings.topic_changes)  # never waits on ``busy``
-    busy = asyncio.Lock()  # a batch and a read-back never run at once
+    busy = asyncio.Lock()  # a batch, a read-back and a sweep never run at once
     last_seen: dict[int, tuple[int, int]] = {}  # partition -> (position, end offset) at the last check
     bases: dict[int, int] = {}  # partition -> start when no position is stored yet
     lag_labels: set[str] = set()
+    due: dict[str, float] = {}  # document key -> monotonic time its old chunks may be deleted
+    scanned: set[int] = set()  # partitions whose stored states were scanned for pending deletes
+    grace = settings.delete_grace_seconds
+    page = settings.read_back_page_records
+
+    def mine() -> list[int]:
+        return sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == settings.topic_changes)
 
     @app.agent(topics.changes, name="freshet.index_changes")
     async def index_changes(stream: Any) -> None:
-        await until_done(indexer.start, what="indexer_start")
-        health.ready = True
-        async for events in stream.take_events(settings.index_batch_size, within=settings.index_linger_seconds):
-            async with busy:
-                events = list(events) + await _read_back_gaps(events)
-                await _handle(events)
+        try:
+            await until_done(indexer.start, what="indexer_start")
+            health.ready = True
+            async for events in stream.take_events(settings.index_batch_size, within=settings.index_linger_seconds):
+                async with busy:
+                    await _batch(list(events))
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # a bug in this wiring: no event is at fault; fail loudly
+            health.fail(f"indexer agent died: {type(exc).__name__}: {exc}")
+            log.critical("indexer_agent_died", error=f"{type(exc).__name__}: {exc}")
+            raise
+
+    async def _batch(events: list[Any]) -> None:
+        """Records the consumer skipped before this batch first (read back in pages), then the batch."""
+        by_partition: dict[int, list[int]] = {}
+        for ev in events:
+            by_partition.setdefault(ev.message.partition, []).append(ev.message.offset)
+        for p, offsets in by_partition.items():
+            for start, stop in missing_ranges(await _position(p), offsets):
+                await _read_back(p, start, stop)
+        await _handle(events)
 
     @app.timer(interval=settings.delivery_check_seconds)  # type: ignore[untyped-decorator]
     async def check_tails() -> None:
         """Read back what the log holds beyond a partition's position when that position is stalled."""
-        mine = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == settings.topic_changes)
-        if not health.ready or app.rebalancing or busy.locked() or not mine:
+        parts = mine()
+        if not health.ready or app.rebalancing or busy.locked() or not parts:
             return
         async with busy:
             try:
-                await _check_tails(mine)
+                bounds = await until_done(reader.bounds, parts, what="read_offsets")
+                for p, (_, end) in bounds.items():
+                    done = await _position(p)
+                    if stalled_tail(done, end, last_seen.get(p)):
+                        await _read_back(p, done, end)
+                    last_seen[p] = (await _position(p), end)
             except Exception:  # noqa: BLE001 - logged; the next period checks again
                 log.exception("tail_check_failed")
 
-    async def _check_tails(mine: list[int]) -> None:
-        bounds = await until_done(reader.bounds, mine, what="read_offsets")
-        events: list[Any] = []
-        for p, (_, end) in bounds.items():
-            done = await _position(p)
-            if stalled_tail(done, end, last_seen.get(p)):
-                events += await _read_back(p, done, end)
-            last_seen[p] = (done, end)
-        if events:
-            await _handle(events)
+    async def _read_back(partition: int, start: int, stop: int) -> None:
+        """Handle ``[start, stop)`` of ``partition`` page by page, each page a batch of its own."""
+        total, first = 0, start
+        while start < stop:
+            records, nxt = await until_done(reader.read_page, partition, start, stop, page, what="read_back")
+            total += len(records)
+            indexer.stats.read_back += len(records)
+            metrics.READ_BACK.inc(len(records))
+            await _handle([_ReadBack(r) for r in records], through={partition: nxt})
+            if nxt <= start:
+                break
+            start = nxt
+        log.warning("skipped_records_read_back", partition=partition, start=first, stop=stop, records=total)
+
+    @app.timer(interval=max(0.5, min(5.0, grace / 4)))  # type: ignore[untyped-decorator]
+    async def sweep_old_chunks() -> None:
+        """Delete the old chunks of documents whose grace period has passed."""
+        if not health.ready or app.rebalancing:
+            return
+        async with busy:
+            try:
+                await _sweep(mine())
+            except Exception:  # noqa: BLE001 - logged; the states keep the work, the next period retries
+                log.exception("old_chunks_sweep_failed")
+
+    async def _sweep(parts: list[int]) -> None:
+        now = time.monotonic()
+        for p in set(parts) - scanned:  # states with deletes left by an earlier worker or a crash
+            for key, raw in states.items():
+                if isinstance(raw, dict) and raw.get("partition") == p and (
+                        raw.get("pending_delete") or raw.get("pending_sweep")):
+                    due.setdefault(key, now + grace)
+        scanned.intersection_update(parts)
+        scanned.update(parts)
+        await _finish([k for k, t in due.items() if t <= now], parts)
+
+    async def _finish(keys: list[str], parts: Sequence[int]) -> None:
+        """Delete the old chunks of these documents (as their states now say) and store the states
+        without them; a key stays due until that is done."""
+        work: list[tuple[str, DocState]] = []
+        for key in keys:
+            st = _state(key)
+            if st is not None and st.partition in parts and (st.pending_delete or st.pending_sweep):
+                work.append((key, st))
+            else:
+                due.pop(key, None)
+        if work:
+            cleared = await until_done(indexer.finish, work, what="delete_old_chunks")
+            await states.put([(k, st.model_dump(mode="json"), st.partition) for k, st in cleared])
+            for key, _ in work:
+                due.pop(key, None)
 
     @app.timer(interval=settings.metrics_interval_seconds)  # type: ignore[untyped-decorator]
     async def measure_lag() -> None:
         """Consumer lag per partition and the age of the oldest change not yet handled."""
-        mine = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == settings.topic_changes)
-        if not health.ready or not mine:
+        parts = mine()
+        if not health.ready or not parts:
             return
         try:
-            bounds = await lag_reader.bounds(mine)
+            bounds = await lag_reader.bounds(parts)
             oldest = 0.0
             for p, (_, end) in bounds.items():
                 done = await _position(p)
                 metrics.CONSUMER_LAG.labels(str(p)).set(max(0, end - done))
                 if end > done:
-                    head = await lag_reader.read(p, done, done + 1)
+                    head, _ = await lag_reader.read_page(p, done, done + 1, 1, timeout=5)
                     if head and head[0].timestamp is not None:
                         oldest = max(oldest, time.time() - head[0].timestamp)
         except Exception as exc:  # noqa: BLE001 - a measurement never takes the worker down
             log.warning("lag_unmeasured", error=f"{type(exc).__name__}: {exc}")
             return
-        for gone in lag_labels - {str(p) for p in mine}:
+        for gone in lag_labels - {str(p) for p in parts}:
             metrics.CONSUMER_LAG.remove(gone)
         lag_labels.clear()
-        lag_labels.update(str(p) for p in mine)
+        lag_labels.update(str(p) for p in parts)
         metrics.OLDEST_UNAPPLIED_AGE.set(oldest)
 
-    async def _handle(events: list[Any]) -> None:
+    async def _handle(events: Sequence[Any], *, through: dict[int, int] | None = None) -> None:
         batch = [(se, ev) for ev in events if (se := await _decode(ev.message)) is not None]
         if batch:
             await _apply(batch)
-        await _advance(events)
+        await _advance(events, through or {})
 
     async def _position(partition: int) -> int:
         """The offset after the last handled record of ``partition`` (its start if none is stored)."""
@@ -150,51 +215,40 @@ def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexe
             bases[partition] = committed.get(partition, first)
         return bases[partition]
 
-    async def _read_back_gaps(events: Iterable[Any]) -> list[Any]:
-        by_partition: dict[int, list[int]] = {}
+    async def _advance(events: Sequence[Any], through: dict[int, int]) -> None:
+        """Move each partition's position past the handled events (or to ``through``, past a read-back
+        page's holes), acknowledged by Kafka, and announce it on the applied topic."""
+        offsets: dict[int, list[int]] = {p: [stop - 1] for p, stop in through.items()}
         for ev in events:
-            by_partition.setdefault(ev.message.partition, []).append(ev.message.offset)
-        out: list[Any] = []
-        for p, offsets in by_partition.items():
-            for start, stop in missing_ranges(await _position(p), offsets):
-                out += await _read_back(p, start, stop)
-        return out
-
-    async def _read_back(partition: int, start: int, stop: int) -> list[_ReadBack]:
-        records = await until_done(reader.read, partition, start, stop, what="read_back")
-        log.warning("skipped_records_read_back", partition=partition, start=start, stop=stop, records=len(records))
-        indexer.stats.read_back += len(records)
-        metrics.READ_BACK.inc(len(records))
-        return [_ReadBack(r) for r in records]
-
-    async def _advance(events: list[Any]) -> None:
-        """Move each partition's position past the handled events (stored under one of them, for
-        its changelog partition) and announce it on the applied topic, after the batch's records."""
-        last: dict[int, Any] = {}
-        for ev in events:
-            p = ev.message.partition
-            if p not in last or ev.message.offset > last[p].message.offset:
-                last[p] = ev
-        for p, ev in last.items():
-            through = advanced(await _position(p), [ev.message.offset])
-            with _as_current(ev):
-                states[position_key(p)] = through
-            record = ProgressRecord(partition=p, through=through)
-            await send(topics.applied, what="progress_record", key=progress_key(p),
-                       value=record.model_dump_json().encode(), partition=p % settings.topic_partitions)
+            offsets.setdefault(ev.message.partition, []).append(ev.message.offset)
+        moved = {p: advanced(await _position(p), o) for p, o in offsets.items()}
+        await states.put([(position_key(p), at, p) for p, at in moved.items()], what="position_write")
+        await send_all(topics.applied, [
+            {"key": progress_key(p), "value": ProgressRecord(partition=p, through=at).model_dump_json().encode(),
+             "partition": p % settings.topic_partitions} for p, at in moved.items()], what="progress_record")
 
     async def _decode(message: Any) -> Sourced | None:
         try:
             change = parse_change(message.value, message.key, max_bytes=settings.max_document_bytes)
+            ts = datetime.fromtimestamp(message.timestamp, UTC) if message.timestamp else None
+            return Sourced(change, message.partition, message.offset, ts, tombstone=message.value is None)
         except InvalidEventError as exc:
-            indexer.stats.dead_lettered += 1
-            metrics.DEAD_LETTERED.labels("indexer", exc.reason).inc()
-            log.warning("event_dead_lettered", reason=exc.reason, error=str(exc),
-                        partition=message.partition, offset=message.offset)
-            await dead_letter(topics.dead_letter, message, reason=exc.reason, error=str(exc), worker="indexer")
-            return None
-        ts = datetime.fromtimestamp(message.timestamp, UTC) if message.timestamp else None
-        return Sourced(change, message.partition, message.offset, ts, tombstone=message.value is None)
+            await _reject(message, exc.reason, str(exc))
+        except Exception as exc:  # noqa: BLE001 - this record's fault, whatever it is
+            await _reject(message, "processing_error", f"{type(exc).__name__}: {exc}")
+        return None
+
+    async def _reject(message: Any, reason: str, error: str) -> None:
+        """Dead-letter one record; never raises (a record that cannot even be dead-lettered is logged)."""
+        indexer.stats.dead_lettered += 1
+        metrics.DEAD_LETTERED.labels("indexer", reason).inc()
+        log.warning("event_dead_lettered", reason=reason, error=error[:500], partition=message.partition,
+                    offset=message.offset)
+        try:
+            await dead_letter(topics.dead_letter, message, reason=reason, error=error, worker="indexer",
+                              max_bytes=settings.dead_letter_max_bytes)
+        except Exception:  # noqa: BLE001 - the reason is in the log line above
+            log.exception("dead_letter_failed", reason=reason, partition=message.partition, offset=message.offset)
 
     def _state(key: str) -> DocState | None:
         raw = states.get(key)
@@ -204,42 +258,34 @@ def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexe
         """Apply the batch; if that fails for good, apply event by event, dead-lettering failures."""
         try:
             current = {se.event.key: _state(se.event.key) for se, _ in batch}
-            await _commit(await until_done(indexer.apply, [se for se, _ in batch], current, what="apply_batch"),
-                          batch)
+            await _commit(await until_done(indexer.apply, [se for se, _ in batch], current, what="apply_batch"))
             return
         except Exception:  # noqa: BLE001 - isolate the event at fault, keep the partition moving
             log.exception("batch_failed_isolating", events=len(batch))
         for se, event in batch:
             try:
-                one = [(se, event)]
                 await _commit(await until_done(indexer.apply, [se], {se.event.key: _state(se.event.key)},
-                                               what="apply_event"), one)
+                                               what="apply_event"))
             except Exception as exc:  # noqa: BLE001 - recorded in the dead-letter topic, not lost
                 log.exception("event_failed", doc_id=se.event.doc_id, version=se.event.version)
-                indexer.stats.dead_lettered += 1
-                metrics.DEAD_LETTERED.labels("indexer", "processing_error").inc()
-                await dead_letter(topics.dead_letter, event.message, reason="processing_error",
-                                  error=f"{type(exc).__name__}: {exc}", worker="indexer")
+                await _reject(event.message, "processing_error", f"{type(exc).__name__}: {exc}")
 
-    async def _commit(applied: list[Applied], batch: list[tuple[Sourced, Any]]) -> None:
-        """Persist each new state (under its deciding event) and announce it on the applied topic."""
-        events = {(se.partition, se.offset): ev for se, ev in batch}
-        for a in applied:
-            if a.changed:
-                with _as_current(events[(a.source.partition, a.source.offset)]):
-                    states[a.key] = a.state.model_dump(mode="json")
-            await send(topics.applied, what="applied_record",
-                       key=document_key(a.record.tenant, a.record.doc_id).encode(),
-                       value=a.record.model_dump_json().encode(),
-                       partition=a.source.partition % settings.topic_partitions)
-        # Only now that the query workers can know the new chunk sets, delete the old chunks. If that
-        # fails for good, the pending deletes stay in the states (a later change or replay of the
-        # document retries them, `freshet verify` shows them); the events are applied, not lost.
-        try:
-            cleared = await until_done(indexer.finish, applied, what="delete_old_chunks")
-        except Exception:  # noqa: BLE001 - logged; see above
-            log.exception("old_chunks_not_deleted", documents=len(applied))
-            return
-        for a in cleared:
-            with _as_current(events[(a.source.partition, a.source.offset)]):
-                states[a.key] = a.state.model_dump(mode="json")
+    async def _commit(applied: list[Applied]) -> None:
+        """Persist the new states (acknowledged), then announce them on the applied topic; the old
+        chunks are deleted after the grace period (at once when it is 0)."""
+        writes: list[Write] = [(a.key, a.state.model_dump(mode="json"), a.source.partition)
+                               for a in applied if a.changed]
+        await states.put(writes)
+        await send_all(topics.applied, [
+            {"key": document_key(a.record.tenant, a.record.doc_id).encode(),
+             "value": a.record.model_dump_json().encode(), "partition": a.source.partition % settings.topic_partitions}
+            for a in applied], what="applied_record")
+        doomed = [a.key for a in applied if a.state.pending_delete or a.state.pending_sweep]
+        at = time.monotonic() + grace
+        for key in doomed:
+            due[key] = at
+        if grace == 0 and doomed:
+            try:
+                await _finish(doomed, [a.source.partition for a in applied])
+            except Exception:  # noqa: BLE001 - the events are applied; the sweep retries the deletes
+                log.exception("old_chunks_not_deleted", documents=len(doomed))

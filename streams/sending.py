@@ -1,25 +1,76 @@
 """Producing from the workers: wait for the broker's acknowledgement, and wait out a broker that is
 away (a Kafka error becomes a :class:`~freshet.errors.TransientError`, retried with backoff)
-instead of failing the batch or the request that produced."""
+instead of failing the batch or the request that produced.
+
+Faust wraps every Kafka error raised while *enqueueing* a record in its own ``ProducerSendError``
+(errors of the delivery itself arrive as Kafka errors on the future); both are unwrapped here. A
+record that can never be produced (too large, an invalid or forbidden topic) raises
+:class:`RecordRefusedError` at once, so the caller can fall back (e.g. a smaller dead letter)
+instead of retrying for ever. Anything else is a broker that is away: waited out.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
+from aiokafka import errors as kafka_errors  # type: ignore[import-untyped]
+from faust.exceptions import ProducerSendError
 
-from freshet.errors import TransientError
+from freshet.errors import FreshetError, TransientError
 from workers.retry import until_done
+
+#: Kafka errors that mean "this record will never be accepted", whatever the wait.
+_REFUSALS: tuple[type[BaseException], ...] = tuple(
+    getattr(kafka_errors, name) for name in (
+        "MessageSizeTooLargeError", "RecordTooLargeError", "InvalidTopicError", "TopicAuthorizationFailedError",
+        "ClusterAuthorizationFailedError", "CorruptRecordException", "RecordListTooLargeError",
+    ) if hasattr(kafka_errors, name))
+
+
+class RecordRefusedError(FreshetError):
+    """Kafka refuses this record for good (its size, its topic): retrying will not help."""
+
+    def __init__(self, topic: str, cause: BaseException) -> None:
+        self.topic = topic
+        super().__init__(f"Kafka refuses a record for {topic!r}: {type(cause).__name__}: {cause}")
+
+
+def classify(topic: str, exc: BaseException) -> FreshetError:
+    """The freshet error a producer failure stands for: refused for good, else transient."""
+    cause = exc.__cause__ if isinstance(exc, ProducerSendError) and exc.__cause__ is not None else exc
+    if isinstance(cause, _REFUSALS):
+        return RecordRefusedError(topic, cause)
+    return TransientError(f"cannot produce to {topic!r}: {type(cause).__name__}: {cause}")
 
 
 async def send(topic: Any, *, what: str, **message: Any) -> None:
-    """Send one record to the Faust ``topic`` and wait until the broker has it."""
+    """Send one record to the Faust ``topic`` and wait until the broker has it.
+
+    Raises :class:`RecordRefusedError` when Kafka will never take the record; waits out anything else.
+    """
 
     async def once() -> None:
         try:
             fut = await topic.send(**message)
             await fut
-        except KafkaError as exc:
-            raise TransientError(f"cannot produce to {topic.get_topic_name()!r}: {exc}") from exc
+        except (kafka_errors.KafkaError, ProducerSendError) as exc:
+            raise classify(topic.get_topic_name(), exc) from exc
 
     await until_done(once, what=what)
+
+
+async def send_all(topic: Any, messages: list[dict[str, Any]], *, what: str) -> None:
+    """Send every record of ``messages`` (keyword arguments of ``topic.send``) and wait until the
+    broker has acknowledged all of them; on a transient failure the whole list is sent again
+    (every record freshet sends this way is idempotent: compacted by key, or a state)."""
+
+    async def once() -> None:
+        try:
+            futures = [await topic.send(**message) for message in messages]
+            for fut in futures:
+                await fut
+        except (kafka_errors.KafkaError, ProducerSendError) as exc:
+            raise classify(topic.get_topic_name(), exc) from exc
+
+    if messages:
+        await until_done(once, what=what)

@@ -12,17 +12,29 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 @dataclass
 class Health:
-    """Readiness of a worker: set once its store is connected and its model loaded."""
+    """Readiness of a worker: set once its store is connected and its model loaded; lost for good
+    when one of its agents dies (the process must be restarted: Faust would otherwise restart the
+    agent onto the same records, or leave its partitions unconsumed, while the process looks fine)."""
 
     role: str
     ready: bool = False
+    failure: str = ""
+
+    def fail(self, reason: str) -> None:
+        self.failure = reason
+
+    @property
+    def healthy(self) -> bool:
+        return self.ready and not self.failure
 
 
 def register(app: faust.App, health: Health, stats: Callable[[], dict[str, int]] | None = None) -> None:
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
-        body = {"role": health.role, "app": app.conf.id, "ready": health.ready}
-        return web.json(body, status=200 if health.ready else 503)
+        body: dict[str, Any] = {"role": health.role, "app": app.conf.id, "ready": health.healthy}
+        if health.failure:
+            body["error"] = health.failure
+        return web.json(body, status=200 if health.healthy else 503)
 
     if stats is not None:
         @app.page("/stats")

@@ -60,6 +60,7 @@ def run(settings: Settings, role: Role) -> None:
     """Run the worker in the foreground until SIGTERM/SIGINT."""
     info = wait_for_broker(settings.bootstrap_servers, timeout=settings.start_timeout_seconds)
     ensure_topics(settings.bootstrap_servers, settings.topics(), partitions=settings.topic_partitions,
+                  replication=settings.topic_replication,
                   compacted=[settings.topic_applied])
     log.info("worker_starting", role=role, kafka=settings.bootstrap_servers, kafka_version=info.api_version,
              weaviate=settings.weaviate_url, collection=settings.collection)

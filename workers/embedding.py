@@ -13,10 +13,10 @@ import os
 import threading
 from array import array
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import structlog
 
@@ -26,6 +26,7 @@ from workers import metrics
 log = structlog.get_logger(__name__)
 
 Vector = list[float]
+T = TypeVar("T")
 
 #: What the bundled default model is called upstream.
 BUNDLED_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -180,6 +181,12 @@ class BatchingEmbedder:
                         fut.set_result(vec)
         finally:
             self._draining = False
+
+
+async def off_loop(fn: Callable[..., T], *args: Any) -> T:
+    """Run CPU-bound ``fn(*args)`` (chunking, token counting) in the model thread: off the event
+    loop, and never beside a model call (the tokenizer is not safe to share across threads)."""
+    return await asyncio.get_running_loop().run_in_executor(_EXECUTOR, fn, *args)
 
 
 async def embed_off_loop(embedder: Embedder, texts: Sequence[str]) -> list[Vector]:

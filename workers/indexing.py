@@ -19,10 +19,10 @@ from datetime import UTC, datetime
 import structlog
 
 from schemas.applied import AppliedRecord
-from schemas.change import ChangeEvent
+from schemas.change import ChangeEvent, split_key
 from workers import metrics
 from workers.chunking import Chunk, chunk_document
-from workers.embedding import Embedder, EmbeddingCache, Vector, embed_off_loop
+from workers.embedding import Embedder, EmbeddingCache, Vector, embed_off_loop, off_loop
 from workers.planning import DocState, Plan, Sourced, plan_change, winning_event
 from workers.stats import IndexerStats
 from workers.store import ChunkRecord, ChunkStore
@@ -78,23 +78,10 @@ class Indexer:
 
         Raises :class:`~freshet.errors.TransientError` when the store is away: nothing is
         acknowledged then, and the caller retries the whole batch (every write is idempotent).
+        Chunking runs in the model thread, like embedding: neither ever blocks the event loop.
         """
         started = time.perf_counter()
-        by_doc: dict[str, list[Sourced]] = defaultdict(list)
-        for se in batch:
-            by_doc[se.event.key].append(se)
-        plans: list[tuple[str, Sourced, list[Chunk], Plan]] = []
-        unchanged: list[Applied] = []
-        stale = 0
-        for key, events in by_doc.items():
-            prev = states.get(key)
-            winner, skipped = winning_event(prev, events)
-            stale += skipped
-            if winner is not None:
-                chunks = self.chunk(winner.event) if winner.event.op == "upsert" else []
-                plans.append((key, winner, chunks, plan_change(prev, winner, chunks)))
-            elif prev is not None:  # all stale: acknowledge the state that stands, so waiters wake up
-                unchanged.append(self._applied(key, events[-1], Plan("noop", prev), datetime.now(UTC), changed=False))
+        plans, unchanged, stale = await off_loop(self._plan, batch, states)
         vectors = await self._vectors([c for *_, p in plans for _, c in p.embed])
         now = datetime.now(UTC)
         await self._write(plans, vectors, now)
@@ -110,6 +97,25 @@ class Indexer:
                  updated=sum(len(p.update) for *_, p in plans), deleted=sum(len(p.delete) for *_, p in plans),
                  seconds=round(time.perf_counter() - started, 3))
         return applied
+
+    def _plan(self, batch: Sequence[Sourced], states: Mapping[str, DocState | None]
+              ) -> tuple[list[tuple[str, Sourced, list[Chunk], Plan]], list[Applied], int]:
+        by_doc: dict[str, list[Sourced]] = defaultdict(list)
+        for se in batch:
+            by_doc[se.event.key].append(se)
+        plans: list[tuple[str, Sourced, list[Chunk], Plan]] = []
+        unchanged: list[Applied] = []
+        stale = 0
+        for key, events in by_doc.items():
+            prev = states.get(key)
+            winner, skipped = winning_event(prev, events)
+            stale += skipped
+            if winner is not None:
+                chunks = self.chunk(winner.event) if winner.event.op == "upsert" else []
+                plans.append((key, winner, chunks, plan_change(prev, winner, chunks)))
+            elif prev is not None:  # all stale: acknowledge the state that stands, so waiters wake up
+                unchanged.append(self._applied(key, events[-1], Plan("noop", prev), datetime.now(UTC), changed=False))
+        return plans, unchanged, stale
 
     async def _vectors(self, chunks: Sequence[Chunk]) -> dict[str, Vector]:
         """Vectors by content hash: from the cache, else from the model in one batch."""
@@ -155,27 +161,27 @@ class Indexer:
         self.stats.chunks_written += len(inserts)
         self.stats.chunks_updated += len(updates)
 
-    async def finish(self, done: Sequence[Applied]) -> list[Applied]:
-        """Delete what the applied versions no longer hold (after their applied records are out, so
-        a search never finds a document with neither version's chunks); return the documents whose
-        state had pending deletes, with those cleared."""
-        cleared: list[Applied] = []
-        doomed = [cid for a in done for cid in a.state.pending_delete]
+    async def finish(self, done: Sequence[tuple[str, DocState]]) -> list[tuple[str, DocState]]:
+        """Delete what the documents' applied versions no longer hold (``(key, state)`` pairs, after
+        their applied records are out and, by default, a grace period later, so a search never finds
+        a document with neither version's chunks); return the states with their pending deletes
+        cleared, to be stored."""
+        cleared: list[tuple[str, DocState]] = []
+        doomed = [cid for _, st in done for cid in st.pending_delete]
         if doomed:
             with metrics.STORE_WRITE_SECONDS.labels("delete").time():
                 await self._store.delete_ids(doomed)
             self.stats.chunks_deleted += len(doomed)
             metrics.CHUNKS_DELETED.inc(len(doomed))
-        for a in done:
-            if a.state.pending_sweep:  # unknown prior state: sweep by filter so no orphan survives
+        for key, st in done:
+            if st.pending_sweep:  # unknown prior state: sweep by filter so no orphan survives
+                tenant, doc_id = split_key(key)
                 with metrics.STORE_WRITE_SECONDS.labels("sweep").time():
-                    swept = await self._store.delete_document(a.record.tenant, a.record.doc_id,
-                                                              keep=a.state.chunk_ids)
+                    swept = await self._store.delete_document(tenant, doc_id, keep=st.chunk_ids)
                 self.stats.chunks_deleted += swept
                 metrics.CHUNKS_DELETED.inc(swept)
-            if a.state.pending_delete or a.state.pending_sweep:
-                state = a.state.model_copy(update={"pending_delete": [], "pending_sweep": False})
-                cleared.append(Applied(a.key, a.source, state, a.record, True))
+            if st.pending_delete or st.pending_sweep:
+                cleared.append((key, st.model_copy(update={"pending_delete": [], "pending_sweep": False})))
         return cleared
 
     def _applied(self, key: str, se: Sourced, p: Plan, now: datetime, *, changed: bool = True) -> Applied:

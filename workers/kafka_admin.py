@@ -69,9 +69,10 @@ def broker_info(bootstrap: str) -> BrokerInfo:
     )
 
 
-def ensure_topics(bootstrap: str, names: Iterable[str], *, partitions: int,
+def ensure_topics(bootstrap: str, names: Iterable[str], *, partitions: int, replication: int = 1,
                   compacted: Iterable[str] = ()) -> list[str]:
-    """Create the missing topics (replication 1 on the local stack); return those created.
+    """Create the missing topics with ``replication`` replicas (FRESHET_TOPIC_REPLICATION; 1 on the
+    local single-broker stack); return those created.
 
     ``compacted`` topics get ``cleanup.policy=compact`` (set on existing ones too): a topic read
     from its beginning to rebuild state must keep each key's last record, not expire it.
@@ -83,10 +84,10 @@ def ensure_topics(bootstrap: str, names: Iterable[str], *, partitions: int,
         missing = sorted(set(names) - existing)
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):  # another process was quicker
-                admin.create_topics([NewTopic(n, num_partitions=partitions, replication_factor=1,
+                admin.create_topics([NewTopic(n, num_partitions=partitions, replication_factor=replication,
                                               topic_configs={"cleanup.policy": "compact"} if n in compact else {})
                                      for n in missing])
-            log.info("topics_created", topics=missing, partitions=partitions)
+            log.info("topics_created", topics=missing, partitions=partitions, replication=replication)
         stale = sorted(compact & existing)
         if stale:
             admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, n, configs={"cleanup.policy": "compact"})

@@ -81,30 +81,55 @@ class LogReader:
             await admin.close()
         return {tp.partition: meta.offset for tp, meta in got.items() if meta is not None and meta.offset >= 0}
 
-    async def read(self, partition: int, start: int, stop: int) -> list[LogRecord]:
-        """The records of ``[start, stop)`` that exist (compaction or transaction markers leave holes)."""
+    async def read_page(self, partition: int, start: int, stop: int, max_records: int,
+                        *, timeout: float = 30.0) -> tuple[list[LogRecord], int]:
+        """At most ``max_records`` records of ``[start, stop)`` and the offset to read on from.
+
+        The next offset passes over holes (compaction, transaction markers), so a caller that
+        handles the page and moves its position there never reads a range twice. Raises
+        :class:`TransientError` when the broker is away or the page makes no progress within
+        ``timeout`` seconds; the caller retries that page, having kept every earlier one.
+        """
         consumer = await self._started()
         tp = TopicPartition(self._topic, partition)
         out: list[LogRecord] = []
         try:
             end = (await consumer.end_offsets([tp]))[tp]
             stop = min(stop, end)
+            if start >= stop:
+                return [], max(start, stop)
             consumer.assign([tp])
             consumer.seek(tp, start)
-            deadline = time.monotonic() + 60
-            while start < stop and await consumer.position(tp) < stop:
+            deadline = time.monotonic() + timeout
+            position = start
+            while position < stop and len(out) < max_records:
                 if time.monotonic() > deadline:
-                    raise TransientError(f"reading {self._topic}[{partition}] {start}..{stop} took over 60 s")
-                batch = await consumer.getmany(tp, timeout_ms=1000)
+                    raise TransientError(f"reading {self._topic}[{partition}] from {position} (up to {stop}) made "
+                                         f"no progress in {timeout:.0f} s")
+                batch = await consumer.getmany(tp, timeout_ms=1000, max_records=max_records - len(out))
                 for r in batch.get(tp, []):
-                    if start <= r.offset < stop:
+                    if start <= r.offset < stop and len(out) < max_records:
                         out.append(LogRecord(self._topic, partition, r.offset, r.key, r.value,
                                              r.timestamp / 1000 if r.timestamp is not None else None,
                                              list(r.headers or [])))
+                position = out[-1].offset + 1 if len(out) >= max_records else await consumer.position(tp)
+                if batch.get(tp):
+                    deadline = time.monotonic() + timeout
         except (KafkaError, OSError) as exc:
             raise TransientError(f"cannot read {self._topic}[{partition}] {start}..{stop}: {exc}") from exc
         finally:
             consumer.unsubscribe()
+        return out, min(max(position, start), stop)
+
+    async def read(self, partition: int, start: int, stop: int) -> list[LogRecord]:
+        """The records of ``[start, stop)`` that exist, in pages of 500 (small ranges only)."""
+        out: list[LogRecord] = []
+        while start < stop:
+            page, nxt = await self.read_page(partition, start, stop, 500)
+            out += page
+            if nxt <= start:
+                break
+            start = nxt
         return out
 
     async def _started(self) -> AIOKafkaConsumer:

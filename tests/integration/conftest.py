@@ -77,7 +77,8 @@ def make_settings(ep: Endpoints, home: Path) -> Settings:
     base = Settings(kafka_bootstrap=ep.bootstrap, weaviate_host=ep.weaviate_host, weaviate_http_port=ep.http_port,
                     weaviate_grpc_port=ep.grpc_port)
     return isolated_settings(base, f"test-{uuid.uuid4().hex[:10]}", home, topic_partitions=2, index_linger_seconds=0.2,
-                    start_timeout_seconds=180, max_document_bytes=200_000)
+                    start_timeout_seconds=180, max_document_bytes=200_000,
+                    delete_grace_seconds=0)  # old chunks go at once; test_grace.py covers the grace period
 
 
 @pytest.fixture(scope="module")

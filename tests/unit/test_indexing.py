@@ -29,8 +29,9 @@ class Harness:
         for a in applied:
             self.states[a.key] = a.state
         if finish:
-            for a in asyncio.run(self.indexer.finish(applied)):
-                self.states[a.key] = a.state
+            doomed = [(a.key, a.state) for a in applied if a.state.pending_delete or a.state.pending_sweep]
+            for key, state in asyncio.run(self.indexer.finish(doomed)):
+                self.states[key] = state
 
 
 def test_chunk_ids_are_stable_and_tell_repeats_apart() -> None:
