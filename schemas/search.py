@@ -154,9 +154,13 @@ class SearchRequest(BaseModel):
     filters: Filter | None = Field(None, description="Conditions on doc_id, tenant, title and declared "
                                                      "metadata fields, combined with and/or.")
     group_by_doc: bool = Field(False, description="One hit per document: its best chunk.")
-    deadline_ms: int | None = Field(None, ge=1, le=600_000,
-                                    description="Answer within this many ms of the request's Kafka timestamp.")
-    reply_to: str | None = Field(None, description="Reply topic; default the configured reply topic.")
+    deadline_ms: int | None = Field(None, ge=1, le=600_000, description=(
+        "Answer within this many ms of the request's Kafka timestamp, and never more than this many ms after the "
+        "worker reads it (nor more than the worker's FRESHET_QUERY_MAX_WAIT_MS)."))
+    reply_to: str | None = Field(None, description=(
+        "Reply topic; default the configured reply topic. It must match the worker's allowed pattern (default "
+        "'<reply topic>*') and not be a topic freshet uses itself; else the reply is a 'reply_topic_refused' "
+        "error on the default reply topic."))
     consistency: DocFence | list[OffsetFence] | None = Field(
         None, description="Answer only once these writes are searchable, waiting up to the deadline.")
     schema_version: str | None = Field(None, description="Contract version; absent means current.")
@@ -204,7 +208,7 @@ def parse_request(value: bytes | None) -> SearchRequest:
         raise InvalidEventError("schema", "search request has no value")
     try:
         raw = json.loads(value.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise InvalidEventError("invalid_json", f"search request is not UTF-8 JSON: {exc}") from exc
     if not isinstance(raw, dict):
         raise InvalidEventError("schema", f"search request must be a JSON object, got {type(raw).__name__}")
@@ -217,19 +221,37 @@ def parse_request(value: bytes | None) -> SearchRequest:
 
 def reply_to_of(value: bytes | None) -> str | None:
     """Best-effort ``reply_to`` of a record that failed validation."""
-    try:
-        raw = json.loads(value or b"")
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    topic = raw.get("reply_to") if isinstance(raw, dict) else None
-    return topic if isinstance(topic, str) and topic else None
+    return _text_field(value, "reply_to")
 
 
 def request_id_of(value: bytes | None) -> str | None:
-    """Best-effort request id of a record that failed validation, to address an error reply."""
+    """Best-effort request id of a record that failed validation, to address an error reply.
+
+    None unless it is a non-empty string that encodes as UTF-8: JSON can carry a lone surrogate
+    (``"\\ud800"``), which no reply could carry as its key.
+    """
+    return _text_field(value, "request_id")
+
+
+def _text_field(value: bytes | None, name: str) -> str | None:
     try:
         raw = json.loads(value or b"")
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return None
-    rid = raw.get("request_id") if isinstance(raw, dict) else None
-    return rid if isinstance(rid, str) and rid else None
+    text = raw.get(name) if isinstance(raw, dict) else None
+    return text if isinstance(text, str) and text and _encodable(text) else None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def header_text(value: bytes | None) -> str | None:
+    """A header value as text (None when absent or empty). Headers should be UTF-8; a byte that is
+    not decodes as U+FFFD, so a mangled reply-topic header names no legal topic and is refused,
+    never guessed at, and never raises."""
+    return value.decode("utf-8", "replace") if value else None

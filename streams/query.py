@@ -3,7 +3,12 @@
 A task follows the applied topic from its beginning into the :class:`AppliedView`; the worker is
 ready (``/healthz``) once that view has caught up, so its first replies are already consistent.
 Deadlines count from the request record's Kafka timestamp: a request read after its deadline is
-dropped (and counted), one that runs out while waiting or searching is answered ``timeout``.
+dropped (and counted), one that runs out while waiting or searching is answered ``timeout``. The
+producer sets that timestamp, so the time a request may take is also capped on this worker's clock
+(:func:`~workers.replies.seconds_allowed`). Replies go only where :class:`~workers.replies.ReplyPolicy`
+allows; a request naming another topic is answered ``reply_topic_refused`` on the default reply
+topic. No exception leaves the agent: a request whose handling fails ends as a ``processing_error``
+reply or dead letter, and the agent reads on.
 """
 
 from __future__ import annotations
@@ -28,9 +33,8 @@ from schemas.search import (
     ReplyError,
     SearchReply,
     SearchRequest,
+    header_text,
     parse_request,
-    reply_to_of,
-    request_id_of,
 )
 from streams.app import Topics
 from streams.deadletter import dead_letter
@@ -39,6 +43,7 @@ from workers import metrics
 from workers.beir import Dataset, load_dataset
 from workers.log_reader import LogRecord, follow_topic
 from workers.probes import Probes, golden_figures
+from workers.replies import PROCESSING_ERROR, REPLY_TOPIC_REFUSED, ReplyPolicy, addressed_error, seconds_allowed
 from workers.retry import until_done
 from workers.search import Searcher, error_reply, failure_reply
 
@@ -50,6 +55,10 @@ def _headers(message: Any) -> dict[str, bytes]:
     return dict(h.items()) if isinstance(h, dict) else dict(h or [])
 
 
+def _header_rid(headers: dict[str, bytes]) -> bytes | None:
+    return headers.get(CORRELATION_HEADER) or headers.get(REQUEST_ID_HEADER)
+
+
 def register(app: faust.App, topics: Topics, settings: Settings, searcher: Searcher, probes: Probes,
              health: Health) -> None:
     """Attach the query agent, the applied-view feed and the quality probes to ``app``."""
@@ -57,6 +66,7 @@ def register(app: faust.App, topics: Topics, settings: Settings, searcher: Searc
     ready: list[bool] = []
     caught_up = asyncio.Event()
     stats = searcher.stats
+    policy = ReplyPolicy.of(settings)
 
     def on_applied(records: list[LogRecord]) -> None:
         for r in records:
@@ -132,33 +142,54 @@ def register(app: faust.App, topics: Topics, settings: Settings, searcher: Searc
 
     @app.agent(topics.requests, name="freshet.answer_searches", concurrency=settings.query_concurrency)
     async def answer(stream: Any) -> None:
-        await ensure_started()
-        async for event in stream.events():
-            await _handle(event.message)
+        try:
+            await ensure_started()
+            async for event in stream.events():
+                await _handle(event.message)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # a bug in this wiring, not a request's fault: fail /healthz loudly
+            health.fail(f"query agent died: {type(exc).__name__}: {exc}")
+            log.critical("query_agent_died", error=f"{type(exc).__name__}: {exc}")
+            raise
 
     async def _handle(message: Any) -> None:
-        received = time.monotonic()
+        """Answer one request. Nothing escapes: an exception would stop the agent, and with it
+        every later request; it ends as an error reply, else as a dead letter."""
+        received, now = time.monotonic(), time.time()
         stats.requests += 1
-        headers = _headers(message)
-        header_rid = headers.get(CORRELATION_HEADER) or headers.get(REQUEST_ID_HEADER)
-        header_reply = headers.get(REPLY_TOPIC_HEADER)
+        try:
+            await _serve(message, received, now)
+        except Exception as exc:  # noqa: BLE001 - one request's failure must not stop the agent
+            await _salvage(message, exc)
+
+    async def _serve(message: Any, received: float, now: float) -> None:
         try:
             req = parse_request(message.value)
             searcher.validate(req)
         except InvalidEventError as exc:
-            await _refuse(message, exc, header_rid, header_reply)
+            await _refuse(message, exc)
             return
-        target = req.reply_to or (header_reply.decode() if header_reply else settings.topic_replies)
-        budget = (req.deadline_ms or settings.query_deadline_ms) / 1000
-        sent_at = message.timestamp or time.time()
-        left = sent_at + budget - time.time()
-        if req.deadline_ms is not None and left <= 0:
+        headers = _headers(message)
+        header_rid = _header_rid(headers)
+        route = policy.route(req.reply_to or header_text(headers.get(REPLY_TOPIC_HEADER)))
+        if route.refusal is not None:
+            stats.errors += 1
+            metrics.REQUESTS.labels(req.mode, "error").inc()
+            log.warning("reply_topic_refused", request_id=req.request_id, error=route.refusal)
+            await _reply(route.topic, error_reply(req.request_id, REPLY_TOPIC_REFUSED, route.refusal), header_rid)
+            return
+        allowed = seconds_allowed(req.deadline_ms, message.timestamp, now,
+                                  default_deadline_ms=settings.query_deadline_ms,
+                                  max_wait_ms=settings.query_max_wait_ms)
+        if req.deadline_ms is not None and allowed <= 0:
             stats.expired_dropped += 1
             metrics.EXPIRED_DROPPED.inc()
-            log.info("request_expired_dropped", request_id=req.request_id, late_ms=round(-left * 1e3))
+            log.info("request_expired_dropped", request_id=req.request_id, late_ms=round(-allowed * 1e3))
             return
-        reply = await _answer(req, max(left, 0.001))
-        await _reply(target, reply, header_rid)
+        # every wait from here on is bounded on this worker's monotonic clock, from receipt
+        reply = await _answer(req, max(received + allowed - time.monotonic(), 0.001))
+        await _reply(route.topic, reply, header_rid)
         metrics.REQUESTS.labels(req.mode, reply.status).inc()
         metrics.REQUEST_SECONDS.labels(req.mode).observe(took := time.monotonic() - received)
         metrics.RECENT_REQUEST_SECONDS.add(took)
@@ -187,30 +218,53 @@ def register(app: faust.App, topics: Topics, settings: Settings, searcher: Searc
         stats.zero_hits += not reply.hits
         return reply
 
-    async def _refuse(message: Any, exc: InvalidEventError, header_rid: bytes | None,
-                      header_reply: bytes | None) -> None:
+    async def _refuse(message: Any, exc: InvalidEventError) -> None:
         """An error reply where a request id is known, else the dead-letter topic."""
         stats.errors += 1
         metrics.REQUESTS.labels("invalid", "error").inc()
-        rid = request_id_of(message.value) or (header_rid.decode("utf-8", "replace") if header_rid else None)
-        if rid is None:
-            stats.dead_lettered += 1
-            metrics.DEAD_LETTERED.labels("query", exc.reason).inc()
-            log.warning("request_dead_lettered", reason=exc.reason, error=str(exc))
-            await dead_letter(topics.dead_letter, message, reason=exc.reason, error=str(exc), worker="query")
+        headers = _headers(message)
+        addressed = addressed_error(message.value, _header_rid(headers), headers.get(REPLY_TOPIC_HEADER),
+                                    code=exc.reason, message=str(exc), policy=policy)
+        if addressed is None:
+            await _dead_letter(message, exc.reason, str(exc))
             return
-        target = reply_to_of(message.value) or (header_reply.decode() if header_reply else settings.topic_replies)
-        await _reply(target, error_reply(rid, exc.reason, str(exc)), header_rid)
+        await _reply(*addressed, _header_rid(headers))
 
-    async def _reply(topic_name: str, reply: SearchReply, correlation: bytes | None) -> None:
-        rid = reply.request_id.encode()
+    async def _salvage(message: Any, exc: Exception) -> None:
+        """After an unexpected failure: a ``processing_error`` reply if the request id can be read,
+        else (or if that reply cannot be sent) a dead letter; the last resort is a loud log line."""
+        stats.errors += 1
+        error = f"{type(exc).__name__}: {exc}"
+        log.error("request_failed", topic=message.topic, partition=message.partition, offset=message.offset,
+                  error=error[:500], exc_info=exc)
         try:
+            headers = _headers(message)
+            addressed = addressed_error(message.value, _header_rid(headers), headers.get(REPLY_TOPIC_HEADER),
+                                        code=PROCESSING_ERROR, message=error, policy=policy)
+            if addressed is None or not await _reply(*addressed, _header_rid(headers)):
+                await _dead_letter(message, PROCESSING_ERROR, error)
+        except Exception:  # noqa: BLE001 - the agent must outlive even this; the record is named in the log
+            log.exception("request_lost", topic=message.topic, partition=message.partition, offset=message.offset)
+
+    async def _dead_letter(message: Any, reason: str, error: str) -> None:
+        stats.dead_lettered += 1
+        metrics.DEAD_LETTERED.labels("query", reason).inc()
+        log.warning("request_dead_lettered", reason=reason, error=error[:500])
+        await dead_letter(topics.dead_letter, message, reason=reason, error=error, worker="query",
+                          max_bytes=settings.dead_letter_max_bytes)
+
+    async def _reply(topic_name: str, reply: SearchReply, correlation: bytes | None) -> bool:
+        """Send ``reply`` and wait for the ack; False (logged and counted) if it could not be sent."""
+        try:
+            rid = reply.request_id.encode()
             fut = await topics.named(topic_name).send(
                 key=rid, value=reply.model_dump_json().encode(),
                 headers=[(CORRELATION_HEADER, correlation or rid), (REQUEST_ID_HEADER, rid)],
             )
             await fut
-        except Exception as exc:  # noqa: BLE001 - e.g. a reply_to topic that cannot exist
+        except Exception as exc:  # noqa: BLE001 - e.g. a reply topic the broker refuses
             stats.reply_failures += 1
             log.warning("reply_failed", request_id=reply.request_id, topic=topic_name,
                         error=f"{type(exc).__name__}: {exc}")
+            return False
+        return True
