@@ -7,13 +7,17 @@
     ├── StackError             the local Kafka/Weaviate stack could not be installed or started
     ├── InvalidEventError      an input record breaks its contract (goes to the dead-letter topic)
     ├── TransientError         an external system is away for now; wait and retry, never drop
-    │   └── StoreUnavailableError
-    └── StoreError             Weaviate refused a write or a query for a reason retrying won't fix
+    │   └── StoreUnavailableError  Weaviate cannot take the work now (down, read-only, memory, 5xx)
+    └── StoreError             Weaviate refused a request for a reason retrying won't fix
+        └── ObjectRejectedError    ...namely these objects, for their own content (validation)
 
 Messages say what failed, quote the offending value, and say how to fix it.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 
 class FreshetError(Exception):
@@ -50,8 +54,54 @@ class TransientError(FreshetError):
 
 
 class StoreUnavailableError(TransientError):
-    """Weaviate did not answer (down, restarting, or not reachable yet)."""
+    """Weaviate cannot do the work now: down, restarting, a READONLY shard, memory pressure, a 5xx
+    or an error nobody recognised. Nothing of the failed call is acknowledged; retrying it whole is
+    safe (writes are idempotent). Never a reason to dead-letter an event.
+
+    ``kind`` is the metric label of the fault (``unavailable``, ``readonly``, ``memory``,
+    ``server_error``; see :mod:`workers.weaviate_faults`).
+    """
+
+    def __init__(self, message: str, *, kind: str = "unavailable") -> None:
+        self.kind = kind
+        super().__init__(message)
 
 
 class StoreError(FreshetError):
-    """Weaviate rejected a request in a way that retrying will not fix."""
+    """Weaviate refused a request in a way that retrying will not fix."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """One object Weaviate rejected for its own content."""
+
+    id: str
+    """The object (chunk) id."""
+    tenant: str | None
+    doc_id: str
+    message: str
+    """Weaviate's reason, verbatim (e.g. ``invalid integer property 'm_year' ...``)."""
+
+
+class ObjectRejectedError(StoreError):
+    """Weaviate validated these objects and rejected them: the fault of the events they come from.
+
+    Raised only when *every* failure of the call was such a rejection; the call's other objects
+    were written (``written`` holds their ids). The documents named in ``rejected`` are the only
+    ones whose events may be dead-lettered; the rest of the batch can be applied again.
+    """
+
+    def __init__(self, rejected: Sequence[Rejection], *, written: Sequence[str] = ()) -> None:
+        self.rejected = tuple(rejected)
+        self.written = tuple(written)
+        first = self.rejected[0]
+        super().__init__(
+            f"Weaviate rejected {len(self.rejected)} chunk(s) of {len(self.documents)} document(s) for their "
+            f"content, e.g. chunk {first.id} of document {first.doc_id!r} (tenant {first.tenant!r}): {first.message}. "
+            "Fix the event (or the declared metadata type) and publish the document again."
+        )
+
+    @property
+    def documents(self) -> set[tuple[str | None, str]]:
+        """The (tenant, doc_id) of every document with a rejected chunk."""
+        return {(r.tenant, r.doc_id) for r in self.rejected}

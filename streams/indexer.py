@@ -6,8 +6,10 @@ Rules this wiring keeps (each has a test):
   content triggers) makes that event a dead letter (its reason, or ``processing_error`` with the
   exception type); a batch that fails is retried event by event so only the culprit is rejected.
   Should the agent die all the same, ``/healthz`` fails from then on.
-- **Transient faults block, never drop.** Weaviate or Kafka away: the batch waits with backoff and
-  is retried whole (every write is idempotent).
+- **Transient faults block, never drop.** Weaviate or Kafka away, a READONLY shard, memory
+  pressure, any 5xx (:mod:`workers.weaviate_faults`): the batch waits with backoff and is retried
+  whole (every write is idempotent). Only objects Weaviate rejects for their own content
+  (``ObjectRejectedError``) dead-letter their events (reason ``store_rejected``).
 - **A batch is done only when Kafka has its states** (:class:`streams.state.StateTable`), then its
   applied records; only then does the position move.
 - **Old chunks go late.** A rewritten document's vanished chunks are deleted
@@ -30,7 +32,7 @@ from typing import Any
 import faust
 import structlog
 
-from freshet.errors import InvalidEventError
+from freshet.errors import InvalidEventError, ObjectRejectedError
 from freshet.settings import Settings
 from schemas.applied import ProgressRecord, progress_key
 from schemas.change import document_key, parse_change
@@ -266,6 +268,8 @@ def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexe
             try:
                 await _commit(await until_done(indexer.apply, [se], {se.event.key: _state(se.event.key)},
                                                what="apply_event"))
+            except ObjectRejectedError as exc:  # Weaviate validated this event's objects and refused them
+                await _reject(event.message, "store_rejected", str(exc))
             except Exception as exc:  # noqa: BLE001 - recorded in the dead-letter topic, not lost
                 log.exception("event_failed", doc_id=se.event.doc_id, version=se.event.version)
                 await _reject(event.message, "processing_error", f"{type(exc).__name__}: {exc}")

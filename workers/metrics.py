@@ -39,7 +39,14 @@ EMBED_SECONDS = Histogram("freshet_embedding_seconds", "Seconds per call of the 
                           buckets=_LATENCY_BUCKETS)
 STORE_WRITE_SECONDS = Histogram("freshet_weaviate_write_seconds", "Seconds per Weaviate write call.", ["op"],
                                 buckets=_LATENCY_BUCKETS)
-STORE_ERRORS = Counter("freshet_weaviate_errors_total", "Weaviate faults, transient (retried) or not.", ["kind"])
+#: The fixed ``kind`` labels of :data:`STORE_ERRORS` (see :mod:`workers.weaviate_faults`): ``rejected`` is
+#: the objects' fault (their events are dead-lettered); every other kind is waited out with backoff.
+STORE_ERROR_KINDS = ("rejected", "schema_mismatch", "readonly", "memory", "unavailable", "server_error")
+STORE_ERRORS = Counter("freshet_weaviate_errors_total", "Failed Weaviate calls by kind: rejected (an event's metadata "
+                       "invalid: dead-lettered) or schema_mismatch/readonly/memory/unavailable/server_error (retried).",
+                       ["kind"])
+for _kind in STORE_ERROR_KINDS:  # every series exists from the start, so rate() and alerts see a 0 before a fault
+    STORE_ERRORS.labels(_kind)
 
 # --- Queries ---------------------------------------------------------------------------------
 REQUESTS = Counter("freshet_search_requests_total", "Search requests answered, by mode and status.",

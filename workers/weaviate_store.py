@@ -1,8 +1,14 @@
 """The Weaviate adapter of :class:`workers.store.ChunkStore` (weaviate-client v4, async, gRPC).
 
-Traps handled here: batch results carry per-object errors (each one is checked, failed objects
-are retried, then the batch fails loudly); connection failures become
-:class:`freshet.errors.StoreUnavailableError` so callers wait and retry instead of dropping work.
+Traps handled here: batch results carry per-object errors, and a per-object error is no proof
+that the object is wrong (a READONLY shard fails a whole batch with one error on index 0, the other
+objects "succeed" unwritten). Every failed write therefore ends in one of two errors, decided by
+:mod:`workers.weaviate_faults`: :class:`freshet.errors.ObjectRejectedError` when Weaviate validated
+named objects and found their event's metadata wrong (those events may be dead-lettered), else
+:class:`freshet.errors.StoreUnavailableError` (down, read-only, memory pressure, a collection that
+does not fit, 5xx, unknown: the caller waits with backoff and retries the whole call, which is
+idempotent). Each failed call is
+counted in ``freshet_weaviate_errors_total{kind}`` and logged once as ``weaviate_fault``.
 """
 
 from __future__ import annotations
@@ -11,33 +17,40 @@ import asyncio
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 import weaviate
 import weaviate.classes as wvc
 from weaviate.collections import CollectionAsync
 from weaviate.exceptions import (
+    UnexpectedStatusCodeError,
     WeaviateBaseError,
     WeaviateConnectionError,
     WeaviateInsertManyAllFailedError,
+    WeaviateInvalidInputError,
 )
 
 from freshet.errors import StoreError, StoreUnavailableError
 from schemas.search import BUILTIN_FILTER_FIELDS, AllOf, AnyOf, Condition, Filter
 from workers import metrics
 from workers.store import ChunkRecord, StoredHit, StoreQuery
+from workers.weaviate_faults import (
+    EVENT_PROPERTY_PREFIX,
+    FaultKind,
+    all_failed_messages,
+    classify,
+    classify_exception,
+    judge,
+    message_of,
+    store_fault,
+)
 
 log = structlog.get_logger(__name__)
+E = TypeVar("E", bound=StoreError | StoreUnavailableError)
 
 #: The one named vector of the collection.
 VECTOR_NAME = "default"
-_WRITE_ATTEMPTS = 3
-#: Per-object error messages that mean "try again later" rather than "this object is wrong".
-_TRANSIENT_WORDS = ("timeout", "deadline", "unavailable", "connection", "too many requests", "shutting down",
-                    # a restarting server answers before it has loaded its schema and shards
-                    "could not find class", "no read replica")
-
 _PROPERTIES = [
     wvc.config.Property(name="doc_id", data_type=wvc.config.DataType.TEXT,
                         tokenization=wvc.config.Tokenization.FIELD, index_searchable=False),
@@ -60,7 +73,7 @@ _PROPERTIES = [
 HYBRID: dict[str, Any] = {"fusion_type": wvc.query.HybridFusion.RANKED,
                           "bm25_operator": wvc.query.BM25Operator.and_()}
 #: Declared metadata fields are stored as top-level properties with this prefix (filterable).
-METADATA_PREFIX = "m_"
+METADATA_PREFIX = EVENT_PROPERTY_PREFIX
 _METADATA_TYPES = {
     "text": wvc.config.DataType.TEXT, "text[]": wvc.config.DataType.TEXT_ARRAY,
     "int": wvc.config.DataType.INT, "number": wvc.config.DataType.NUMBER,
@@ -152,31 +165,74 @@ class WeaviateChunkStore:
         return self._client.collections.use(self._collection_name)
 
     async def upsert(self, records: Sequence[ChunkRecord]) -> None:
-        pending = list(records)
-        last_error = ""
-        for attempt in range(1, _WRITE_ATTEMPTS + 1):
-            if not pending:
-                return
-            objects = [self._to_object(r) for r in pending]
-            try:
-                result = await self._collection.data.insert_many(objects)
-                failed = sorted(result.errors)
-                if failed:
-                    last_error = result.errors[failed[0]].message
-            except WeaviateInsertManyAllFailedError as exc:  # every object failed: same handling
-                failed, last_error = list(range(len(objects))), str(exc)
-            except WeaviateBaseError as exc:
-                raise await self._fault(exc, f"writing a batch of {len(objects)} objects") from exc
-            if failed:
-                log.warning("weaviate_object_errors", failed=len(failed), attempt=attempt, first_error=last_error)
-                await asyncio.sleep(0.2 * attempt)
-            pending = [pending[i] for i in failed]
-        if pending:
-            message = (f"{len(pending)} chunk writes still failing after {_WRITE_ATTEMPTS} attempts, "
-                       f"e.g. id {pending[0].id} of {pending[0].doc_id!r}: {last_error}")
-            if _looks_transient(last_error) or not await self._live():
-                raise StoreUnavailableError(message)
-            raise StoreError(message)
+        """Write every record, or raise: :class:`ObjectRejectedError` when Weaviate rejected some for
+        their content (the others are written), :class:`StoreUnavailableError` for any other failure
+        (nothing is taken as written)."""
+        if not records:
+            return
+        what = f"writing {len(records)} chunks"
+        try:
+            result = await self._collection.data.insert_many([self._to_object(r) for r in records])
+        except WeaviateInsertManyAllFailedError as exc:  # every object failed; the client kept only the messages
+            messages = all_failed_messages(exc)
+            kind = store_fault(messages) or "rejected"
+            raise self._counted(judge(records, dict.fromkeys(range(len(records)), (kind, " | ".join(messages))),
+                                      what)) from exc
+        except WeaviateInvalidInputError as exc:  # the client refused to send it: our bug, not the event's
+            raise StoreError(f"the Weaviate client refused {what} as malformed (a bug of freshet): {exc}") from exc
+        except WeaviateBaseError as exc:
+            raise await self._fault(exc, what) from exc
+        if result.errors:
+            failures = {i: (classify(e.message), e.message) for i, e in result.errors.items()}
+            raise self._counted(judge(records, failures, what))
+
+    async def update_properties(self, records: Sequence[ChunkRecord]) -> None:
+        """Replace the properties of existing objects; raise as :meth:`upsert` does."""
+        limit = asyncio.Semaphore(16)
+
+        async def one(r: ChunkRecord) -> None:
+            async with limit:
+                await self._collection.data.update(uuid=r.id, properties=self._properties(r))
+
+        outcomes = await asyncio.gather(*(one(r) for r in records), return_exceptions=True)
+        failures: dict[int, tuple[FaultKind, str]] = {}
+        for i, out in enumerate(outcomes):
+            if isinstance(out, UnexpectedStatusCodeError) and out.status_code == 404:
+                failures[i] = ("server_error", f"chunk {records[i].id} is not in {self._collection_name!r} "
+                               "(HTTP 404): the document's stored state is out of step with Weaviate")
+            elif isinstance(out, WeaviateBaseError | OSError):
+                failures[i] = (classify_exception(out), message_of(out))
+            elif isinstance(out, BaseException):
+                raise out
+        if failures:
+            raise self._counted(judge(records, failures, f"updating properties of {len(records)} chunks"))
+
+    async def delete_ids(self, ids: Sequence[str]) -> int:
+        deleted = 0
+        for start in range(0, len(ids), 500):
+            part = list(ids[start : start + 500])
+            deleted += await self._delete(wvc.query.Filter.by_id().contains_any(part), f"deleting {len(part)} chunks")
+        return deleted
+
+    async def _delete(self, where: Any, what: str) -> int:
+        try:
+            result = await self._collection.data.delete_many(where=where)
+        except WeaviateBaseError as exc:
+            raise await self._fault(exc, what) from exc
+        if result.failed:  # the reply has no reason (verbose=True breaks the client on a READONLY shard)
+            kind = await self._shard_kind()
+            cause = "a shard is read-only" if kind == "readonly" else "no reason given"
+            raise self._counted(StoreUnavailableError(
+                f"Weaviate failed {what}: {result.failed} of {result.matches} deletes failed ({cause}); will retry",
+                kind=kind))
+        return int(result.successful)
+
+    async def _shard_kind(self) -> FaultKind:
+        try:
+            shards = await self._collection.config.get_shards()
+        except (WeaviateBaseError, OSError):
+            return "unavailable"
+        return "readonly" if any(sh.status == "READONLY" for sh in shards) else "server_error"
 
     async def _live(self) -> bool:
         try:
@@ -184,38 +240,25 @@ class WeaviateChunkStore:
         except (WeaviateBaseError, OSError):
             return False
 
-    async def _fault(self, exc: WeaviateBaseError, what: str) -> StoreError | StoreUnavailableError:
-        """Map a client error: transient (wait and retry) unless Weaviate is up and still refuses."""
-        if isinstance(exc, WeaviateConnectionError) or _looks_transient(str(exc)) or not await self._live():
-            metrics.STORE_ERRORS.labels("transient").inc()
-            return StoreUnavailableError(f"Weaviate is unavailable while {what}: {exc}")
-        metrics.STORE_ERRORS.labels("refused").inc()
-        return StoreError(f"Weaviate refused {what}: {exc}")
+    async def _fault(self, exc: BaseException, what: str) -> StoreUnavailableError:
+        """A whole write call failed: always the store's fault (no object is named, so none is to blame)."""
+        kind = classify_exception(exc)
+        if kind in ("rejected", "server_error"):
+            kind = "server_error" if await self._live() else "unavailable"
+        return self._counted(StoreUnavailableError(f"Weaviate failed {what} ({kind}): {message_of(exc)}", kind=kind))
 
-    async def update_properties(self, records: Sequence[ChunkRecord]) -> None:
-        limit = asyncio.Semaphore(16)
+    async def _read_fault(self, exc: BaseException, what: str) -> StoreError | StoreUnavailableError:
+        """A read failed: refused when Weaviate judged the query itself invalid, else unavailable."""
+        if classify_exception(exc) == "rejected":
+            return self._counted(StoreError(f"Weaviate refused {what}: {message_of(exc)}"))
+        return await self._fault(exc, what)
 
-        async def one(r: ChunkRecord) -> None:
-            async with limit:
-                await self._collection.data.update(uuid=r.id, properties=self._properties(r))
-
-        try:
-            await asyncio.gather(*(one(r) for r in records))
-        except WeaviateBaseError as exc:
-            raise await self._fault(exc, f"updating properties of {len(records)} chunks") from exc
-
-    async def delete_ids(self, ids: Sequence[str]) -> int:
-        deleted = 0
-        for start in range(0, len(ids), 500):
-            part = list(ids[start : start + 500])
-            try:
-                result = await self._collection.data.delete_many(where=wvc.query.Filter.by_id().contains_any(part))
-            except WeaviateBaseError as exc:
-                raise await self._fault(exc, f"deleting {len(part)} chunks") from exc
-            if result.failed:
-                raise StoreUnavailableError(f"{result.failed} of {len(part)} chunk deletes failed; will retry")
-            deleted += int(result.successful)
-        return deleted
+    def _counted(self, err: E) -> E:
+        """Count and log one failed call (a warning with its kind; the caller decides what comes next)."""
+        kind = err.kind if isinstance(err, StoreUnavailableError) else "rejected"
+        metrics.STORE_ERRORS.labels(kind).inc()
+        log.warning("weaviate_fault", kind=kind, collection=self._collection_name, error=str(err)[:500])
+        return err
 
     def _properties(self, r: ChunkRecord) -> dict[str, Any]:
         props: dict[str, Any] = {
@@ -238,13 +281,7 @@ class WeaviateChunkStore:
         where = _doc_filter(tenant, doc_id)
         if keep:
             where = where & wvc.query.Filter.by_id().contains_none(list(keep))
-        try:
-            result = await self._collection.data.delete_many(where=where)
-        except WeaviateBaseError as exc:
-            raise await self._fault(exc, f"deleting chunks of {doc_id!r}") from exc
-        if result.failed:
-            raise StoreUnavailableError(f"{result.failed} chunk deletes of {doc_id!r} failed; will retry")
-        return int(result.successful)
+        return await self._delete(where, f"deleting chunks of {doc_id!r}")
 
     async def fetch(self, ids: Sequence[str]) -> list[StoredHit]:
         if not ids:
@@ -253,7 +290,7 @@ class WeaviateChunkStore:
             res = await self._collection.query.fetch_objects(
                 filters=wvc.query.Filter.by_id().contains_any(list(ids)), limit=len(ids))
         except WeaviateBaseError as exc:
-            raise await self._fault(exc, "fetching objects") from exc
+            raise await self._read_fault(exc, "fetching objects") from exc
         return [StoredHit(id=str(o.uuid), score=0.0, properties=dict(o.properties)) for o in res.objects]
 
     async def vectors(self, max_count: int) -> dict[str, list[float]] | None:
@@ -266,7 +303,7 @@ class WeaviateChunkStore:
             async for o in coll.iterator(include_vector=True, return_properties=[]):
                 out[str(o.uuid)] = list(o.vector[VECTOR_NAME])  # type: ignore[arg-type]
         except WeaviateBaseError as exc:
-            raise await self._fault(exc, "reading vectors") from exc
+            raise await self._read_fault(exc, "reading vectors") from exc
         return out
 
     def _filters(self, query: StoreQuery) -> Any:
@@ -294,7 +331,7 @@ class WeaviateChunkStore:
                                               query_properties=["text", "title"], limit=query.limit,
                                               filters=filters, return_metadata=meta, **HYBRID)
         except WeaviateBaseError as exc:
-            raise await self._fault(exc, f"running a {query.mode} search") from exc
+            raise await self._read_fault(exc, f"running a {query.mode} search") from exc
         return [_to_hit(o, query.mode) for o in res.objects]
 
 
@@ -331,10 +368,6 @@ def sync_client(host: str, http_port: int, grpc_port: int) -> weaviate.WeaviateC
     """A connected synchronous client, for tools and tests (close it when done)."""
     return weaviate.connect_to_custom(http_host=host, http_port=http_port, http_secure=False,
                                       grpc_host=host, grpc_port=grpc_port, grpc_secure=False)
-
-
-def _looks_transient(message: str) -> bool:
-    return any(word in message.lower() for word in _TRANSIENT_WORDS)
 
 
 def _doc_filter(tenant: str | None, doc_id: str) -> Any:

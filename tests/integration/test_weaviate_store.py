@@ -1,17 +1,27 @@
-"""The Weaviate adapter against the real server: ids, idempotence, per-object errors, search."""
+"""The Weaviate adapter against the real server: ids, idempotence, per-object errors, search, and
+which failures are the object's fault (rejected) and which the store's (waited out)."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
-from freshet.errors import StoreError
+from freshet.errors import ObjectRejectedError, StoreUnavailableError
 from freshet.settings import Settings
+from ops import procs
+from ops.stack import Stack, isolated
+from tests.integration.conftest import Endpoints, make_settings
 from workers.ids import chunk_id
 from workers.store import ChunkRecord, StoreQuery
-from workers.weaviate_store import WeaviateChunkStore
+from workers.weaviate_store import WeaviateChunkStore, sync_client
 
 pytestmark = pytest.mark.integration
 
@@ -22,9 +32,26 @@ def record(doc: str, n: int, text: str, vector: list[float], tenant: str | None 
                        event_time=None, indexed_at=datetime.now(UTC))
 
 
-def store_of(s: Settings) -> WeaviateChunkStore:
+def store_of(s: Settings, metadata_fields: dict[str, str] | None = None) -> WeaviateChunkStore:
     return WeaviateChunkStore(host=s.weaviate_host, http_port=s.weaviate_http_port, grpc_port=s.weaviate_grpc_port,
-                              collection=s.collection)
+                              collection=s.collection, metadata_fields=metadata_fields)
+
+
+def store_errors(kind: str) -> float:
+    return REGISTRY.get_sample_value("freshet_weaviate_errors_total", {"kind": kind}) or 0.0
+
+
+@contextmanager
+def read_only(s: Settings) -> Iterator[None]:
+    """The shards of this test's own collection READONLY (as Weaviate sets them on disk pressure)."""
+    client = sync_client(s.weaviate_host, s.weaviate_http_port, s.weaviate_grpc_port)
+    shards = client.collections.use(s.collection).config
+    try:
+        shards.update_shards("READONLY")
+        yield
+    finally:
+        shards.update_shards("READY")
+        client.close()
 
 
 def test_upsert_is_idempotent_and_delete_keeps_what_it_is_told(isolated: Settings) -> None:
@@ -49,20 +76,117 @@ def test_upsert_is_idempotent_and_delete_keeps_what_it_is_told(isolated: Setting
     asyncio.run(scenario())
 
 
-def test_per_object_errors_are_checked(isolated: Settings) -> None:
+def test_a_read_only_shard_is_waited_out_and_nothing_is_lost(isolated: Settings) -> None:
+    """Weaviate reports a read-only shard as ONE per-object error (index 0) for a whole batch of
+    which nothing was written: the batch must fail as a whole, as the store's fault."""
     async def scenario() -> None:
         store = store_of(isolated)
         await store.start()
         try:
-            await store.upsert([record("d", 0, "three dims", [1.0, 0.0, 0.0])])
-            good, bad = record("d", 1, "three again", [0.0, 1.0, 0.0]), record("d", 2, "four", [1.0, 0.0, 0.0, 0.0])
-            with pytest.raises(StoreError, match="1 chunk writes still failing .* vector dimensions"):
-                await store.upsert([good, bad])
-            hits = await store.search(StoreQuery(mode="vector", text="", vector=[0.0, 1.0, 0.0], limit=10))
-            assert good.id in {h.id for h in hits} and bad.id not in {h.id for h in hits}
-            with pytest.raises(StoreError, match="vector dimensions"):  # all of a batch failing
-                await store.upsert([bad])
+            seed = record("d", 0, "alpha", [1.0, 0.0, 0.0])
+            await store.upsert([seed])
+            recs = [record("e", n, f"text {n}", [0.0, 1.0, 0.0]) for n in range(3)]
+            before = store_errors("readonly")
+            with read_only(isolated):
+                with pytest.raises(StoreUnavailableError, match="read-only") as caught:
+                    await store.upsert(recs)
+                assert caught.value.kind == "readonly"
+                with pytest.raises(StoreUnavailableError, match="read-only"):
+                    await store.update_properties([dataclasses.replace(seed, position=7, vector=())])
+                with pytest.raises(StoreUnavailableError, match="read-only"):
+                    await store.delete_ids([seed.id])
+                with pytest.raises(StoreUnavailableError, match="read-only"):
+                    await store.delete_document(None, "d")
+                assert [h.id for h in await store.fetch([seed.id])] == [seed.id]  # reads go on
+            assert store_errors("readonly") == before + 4
+            await store.upsert(recs)  # the same call, once the shard is writable again
+            assert {h.id for h in await store.fetch([r.id for r in recs])} == {r.id for r in recs}
         finally:
             await store.close()
 
     asyncio.run(scenario())
+
+
+def test_only_an_events_invalid_metadata_is_rejected_by_name(isolated: Settings) -> None:
+    """A metadata value the declared type refuses is the event's fault; vectors of another length
+    (the model changed, the collection did not) are not, whatever Weaviate calls them."""
+    async def scenario() -> None:
+        store = store_of(isolated, {"year": "int"})
+        await store.start()
+        try:
+            await store.upsert([record("d", 0, "three dims", [1.0, 0.0, 0.0])])
+            rejected, mismatch = store_errors("rejected"), store_errors("schema_mismatch")
+            good, wide = record("d", 1, "three again", [0.0, 1.0, 0.0]), record("e", 2, "four", [1.0, 0.0, 0.0, 0.0])
+            with pytest.raises(StoreUnavailableError, match="vector dimensions") as waited:
+                await store.upsert([good, wide])
+            assert waited.value.kind == "schema_mismatch"
+            with pytest.raises(StoreUnavailableError, match="vector dimensions"):  # all of a batch failing
+                await store.upsert([wide])
+            typed = dataclasses.replace(record("f", 3, "typed", [0.0, 0.0, 1.0]), metadata={"year": "MMXXVI"})
+            with pytest.raises(ObjectRejectedError, match="invalid integer property 'm_year'") as caught:
+                await store.upsert([typed, good])
+            assert [(r.id, r.doc_id) for r in caught.value.rejected] == [(typed.id, "f")]
+            assert caught.value.written == (good.id,) and caught.value.documents == {(None, "f")}
+            assert [h.id for h in await store.fetch([typed.id, good.id])] == [good.id]
+            with pytest.raises(ObjectRejectedError) as caught:  # all of a batch rejected
+                await store.upsert([typed])
+            assert [r.id for r in caught.value.rejected] == [typed.id] and caught.value.written == ()
+            with pytest.raises(ObjectRejectedError, match="invalid integer property 'm_year'") as caught:
+                await store.update_properties([dataclasses.replace(good, metadata={"year": "MMXXVI"}, vector=())])
+            assert [r.id for r in caught.value.rejected] == [good.id]
+            assert (store_errors("rejected"), store_errors("schema_mismatch")) == (rejected + 3, mismatch + 2)
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.fixture
+def starved_weaviate(endpoints: Endpoints, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                     ) -> Iterator[tuple[Settings, Stack]]:
+    """A Weaviate server of this test's own whose Go heap limit is far below what it uses, so its
+    memory check refuses every write ("not enough memory"); the test restarts it without the limit."""
+    base = make_settings(endpoints, tmp_path)
+    settings = isolated(base, f"test-{uuid.uuid4().hex[:10]}", tmp_path / "own", weaviate_host="127.0.0.1",
+                        weaviate_http_port=procs.free_port(), weaviate_grpc_port=procs.free_port())
+    stack = Stack(settings)
+    with monkeypatch.context() as env:
+        env.setenv("GOMEMLIMIT", "20MiB")
+        stack.up(["weaviate"])
+    try:
+        yield settings, stack
+    finally:
+        stack.down(["weaviate"])
+
+
+def test_memory_pressure_is_waited_out_not_rejected(starved_weaviate: tuple[Settings, Stack]) -> None:
+    settings, stack = starved_weaviate
+    recs = [record("d", n, f"text {n}", [0.1 * (n + 1), 0.0, 1.0]) for n in range(3)]
+
+    async def starved() -> None:
+        store = store_of(settings)
+        await store.start()
+        try:
+            before = store_errors("memory")
+            with pytest.raises(StoreUnavailableError, match="not enough memory") as caught:
+                await store.upsert(recs)
+            assert caught.value.kind == "memory"
+            with pytest.raises(StoreUnavailableError, match="not enough memory"):
+                await store.delete_ids([recs[0].id])
+            assert store_errors("memory") == before + 2
+        finally:
+            await store.close()
+
+    async def relieved() -> None:
+        store = store_of(settings)
+        await store.start()
+        try:
+            await store.upsert(recs)
+            assert len(await store.fetch([r.id for r in recs])) == 3
+        finally:
+            await store.close()
+
+    asyncio.run(starved())
+    stack.down(["weaviate"])
+    stack.up(["weaviate"])
+    asyncio.run(relieved())
