@@ -46,6 +46,31 @@ def read_topic(settings: Settings, topic: str, *, count: int = 1, where: Callabl
     return records
 
 
+def records_now(settings: Settings, topic: str, *, where: Callable[[Any], bool] = lambda r: True) -> list[Any]:
+    """Every record of ``topic`` up to its current end that matches ``where``. Unlike :func:`read_topic`
+    it fails when the topic cannot be read (missing, broker away), so an empty answer means absent."""
+    from kafka import TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers.split(","), enable_auto_commit=False,
+                             group_id=None, max_partition_fetch_bytes=8 * 1024 * 1024)
+    try:
+        parts = consumer.partitions_for_topic(topic)
+        assert parts, f"cannot read topic {topic!r}: the broker does not know it"
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        end = consumer.end_offsets(tps)
+        out: list[Any] = []
+        deadline = time.monotonic() + 60
+        while any(consumer.position(tp) < end[tp] for tp in tps):
+            assert time.monotonic() < deadline, f"reading {topic!r} to its end took over 60 s"
+            for batch in consumer.poll(timeout_ms=500).values():
+                out += [r for r in batch if r.offset < end[TopicPartition(r.topic, r.partition)] and where(r)]
+        return out
+    finally:
+        consumer.close()
+
+
 def stored(settings: Settings, doc_id: str) -> dict[str, dict[str, Any]]:
     """The Weaviate objects of one document: id -> properties."""
     client = sync_client(settings.weaviate_host, settings.weaviate_http_port, settings.weaviate_grpc_port)
