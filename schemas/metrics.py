@@ -47,5 +47,8 @@ class MetricsSnapshot(BaseModel):
     oldest_unapplied_age_seconds: float | None = None
     throughput: dict[str, float] = Field(default_factory=dict, description="Per second over the interval.")
     dead_lettered: dict[str, int] = Field(default_factory=dict, description="Cumulative, by reason.")
+    store_faults: dict[str, int] = Field(
+        default_factory=dict, description="Failed Weaviate calls, cumulative, by kind (readonly, memory, unavailable, "
+                                          "server_error, schema_mismatch: waited out; rejected: dead-lettered).")
     quality: Quality | None = None
     counters: dict[str, int] = Field(default_factory=dict)

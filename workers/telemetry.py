@@ -56,6 +56,7 @@ class SnapshotBuilder:
             throughput=throughput,
             dead_lettered={labels["reason"]: int(v) for labels, v in _samples(metrics.DEAD_LETTERED, "_total")
                            if labels["worker"] == self._worker},
+            store_faults={labels["kind"]: int(v) for labels, v in _samples(metrics.STORE_ERRORS, "_total")},
             quality=self._quality() if self._quality is not None else None,
             counters=counters,
         )

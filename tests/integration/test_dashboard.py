@@ -133,7 +133,7 @@ def test_the_dashboard_renders_every_panel_in_chromium(observed: Settings, tmp_p
     dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=True).stdout
     assert 'data-ready="1"' in dom, dom[:2000]
     panels = dict(re.findall(r'id="p-([a-z]+)"[^>]*data-points="(\d+)"', dom))
-    assert set(panels) == {"freshness", "lag", "throughput", "dead", "latency", "quality"}, panels
+    assert set(panels) == {"freshness", "lag", "throughput", "dead", "faults", "latency", "quality"}, panels
     assert all(int(n) > 0 for n in panels.values()), f"panels without data: {panels}"
     assert dom.count('class="series"') >= 10
     shot = tmp_path / "dashboard.png"
