@@ -7,20 +7,29 @@ only on the blocks near it, so an edit changes only the chunks it touches.
 A heading line opens the first chunk of its section (the model sees the heading with the text it
 introduces); every chunk also carries its heading path as a property. The path is *not* part of
 the embedded text: otherwise renaming a heading would re-embed its whole section.
+
+Chunking time is near-linear in the text's length whatever its shape (hostile Markdown too): no
+backtracking patterns, and a piece is never re-counted once per added word.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Iterator
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import accumulate
 
 TokenCounter = Callable[[str], int]
+"""Tokens in a text. Must not decrease when a space and more text are appended: the chunker
+searches for where a piece overflows instead of counting it once per added word."""
 
-_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
-_FENCE = re.compile(r"^\s*(```|~~~)")
+_FENCES = ("```", "~~~")
+# Linear: an attempt starts only right after a [.!?], so each whitespace run is scanned once.
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[*`])")
+# Interpolated guesses before the search falls back to galloping and bisection.
+_GUESSES = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +59,7 @@ class Chunk:
         return hashlib.sha256("\x1f".join(self.heading_path).encode("utf-8")).hexdigest()[:12]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Block:
     text: str
     heading_path: tuple[str, ...]
@@ -69,111 +78,227 @@ def chunk_document(
 
     Blocks shorter than ``min_chars`` are merged with the next block under the same heading, so
     tiny paragraphs do not become meaningless chunks; blocks over the limit are split at
-    sentences, and a sentence over the limit at words.
+    sentences, and a sentence over the limit at words. Linear in the length of ``content``, whatever
+    its shape; a chunk's text must never change for the same input (chunk ids derive from it).
     """
     blocks = _markdown_blocks(content) if content_type == "text/markdown" else _plain_blocks(content)
     pieces: list[_Block] = []
     for block in blocks:
-        for text in _fit(block.text, max_tokens, count_tokens):
-            pieces.append(_Block(text, block.heading_path, block.heading))
+        tokens = count_tokens(block.text)
+        if tokens <= max_tokens:
+            pieces.append(block)
+        else:
+            texts = _fit(block.text, max_tokens, count_tokens, tokens)
+            pieces.extend(_Block(text, block.heading_path, block.heading) for text in texts)
     merged = _merge_small(pieces, min_chars, max_tokens, count_tokens)
     return [Chunk(b.text, b.heading_path, i) for i, b in enumerate(merged)]
 
 
-def _plain_blocks(content: str) -> Iterator[_Block]:
-    for para in re.split(r"\n\s*\n", content):
-        if para.strip():
-            yield _Block(para.strip(), ())
+def _plain_blocks(content: str) -> list[_Block]:
+    # Linear: an attempt starts only at a newline and gives up at the end of its whitespace run.
+    return [_Block(para.strip(), ()) for para in re.split(r"\n\s*\n", content) if para.strip()]
 
 
-def _markdown_blocks(content: str) -> Iterator[_Block]:
-    path: list[str] = []
+def _markdown_blocks(content: str) -> list[_Block]:
+    """Paragraphs, fenced code and heading lines, each with the heading path above it.
+
+    Plain string tests, no regexes: this runs once per line and must stay linear on any input.
+    """
+    blocks: list[_Block] = []
+    path: tuple[str, ...] = ()
     levels: list[int] = []
     current: list[str] = []
     in_fence = False
 
-    def flush() -> Iterator[_Block]:
+    def flush() -> None:
         text = "\n".join(current).strip()
         current.clear()
         if text:
-            yield _Block(text, tuple(path))
+            blocks.append(_Block(text, path))
 
     for line in content.splitlines():
-        if _FENCE.match(line):
-            if not in_fence:
-                yield from flush()
-            current.append(line)
-            in_fence = not in_fence
-            if not in_fence:
-                yield from flush()
-            continue
+        # A cheap substring test first: most lines are no fence, and lstrip() copies the line.
+        fence = ("```" in line or "~~~" in line) and line.lstrip().startswith(_FENCES)
         if in_fence:
             current.append(line)
-            continue
-        heading = _HEADING.match(line)
-        if heading:
-            yield from flush()
-            level = len(heading.group(1))
-            while levels and levels[-1] >= level:
-                levels.pop()
-                path.pop()
+            if fence:
+                in_fence = False
+                flush()
+        elif fence:
+            if current:
+                flush()
+            current.append(line)
+            in_fence = True
+        elif line.startswith("#") and (heading := _heading(line)):
+            if current:
+                flush()
+            level, title = heading
+            keep = len(levels)
+            while keep and levels[keep - 1] >= level:
+                keep -= 1
+            del levels[keep:]
             levels.append(level)
-            path.append(heading.group(2))
-            yield _Block(line.strip(), tuple(path), heading=True)
-            continue
-        if not line.strip():
-            yield from flush()
-            continue
-        current.append(line)
-    yield from flush()
+            path = (*path[:keep], title)
+            blocks.append(_Block(line.strip(), path, heading=True))
+        elif not line or line.isspace():
+            if current:
+                flush()
+        else:
+            current.append(line)
+    flush()
+    return blocks
 
 
-def _fit(text: str, max_tokens: int, count_tokens: TokenCounter) -> list[str]:
-    """Split ``text`` at sentences (then words) into pieces of at most ``max_tokens``."""
-    if count_tokens(text) <= max_tokens:
+def _heading(line: str) -> tuple[int, str] | None:
+    """Level and title of an ATX heading: 1 to 6 '#', whitespace, the title, optional closing '#'s.
+
+    The same result as matching ``^(#{1,6})\\s+(.*?)\\s*#*\\s*$``, in linear time: that regex
+    backtracked cubically on a long whitespace run inside the title (``\\s`` and ``str.strip``
+    agree on what whitespace is).
+    """
+    level = len(line) - len(line.lstrip("#"))
+    if not 1 <= level <= 6 or not line[level : level + 1].isspace():
+        return None
+    return level, line[level:].strip().rstrip("#").rstrip()
+
+
+def _fit(text: str, max_tokens: int, count_tokens: TokenCounter, total: int | None = None) -> list[str]:
+    """Split ``text`` at sentences (then words) into pieces of at most ``max_tokens``.
+
+    ``total`` is ``count_tokens(text)`` if the caller has counted it already.
+    """
+    if total is None:
+        total = count_tokens(text)
+    if total <= max_tokens:
         return [text]
     units = _SENTENCE_END.split(text)
     if len(units) == 1:
         units = text.split(" ")
         if len(units) == 1:  # one giant token run: cut by characters
-            step = max(1, len(text) // (count_tokens(text) // max_tokens + 1))
+            step = max(1, len(text) // (total // max_tokens + 1))
             return [text[i : i + step] for i in range(0, len(text), step)]
-    out: list[str] = []
-    buf = ""
-    for unit in units:
-        candidate = f"{buf} {unit}".strip() if buf else unit
-        if count_tokens(candidate) <= max_tokens:
-            buf = candidate
-            continue
+    return _Packer(units, max_tokens, count_tokens, total / len(text)).pack()
+
+
+class _Packer:
+    """Packs units greedily into pieces of at most ``max_tokens``, joined by single spaces.
+
+    The contract is the simple loop: append the next unit to the buffer (``f"{buf} {unit}".strip()``)
+    while the result fits; otherwise emit the buffer and restart it with the unit, split further if
+    the unit alone is too big. Counting every candidate made that loop quadratic: a 1 MB line split
+    at words re-counted a whole piece for every word. Here, once the buffer is stripped, its
+    candidates are prefixes of one string (blank units leave it unchanged), so the longest one that
+    fits is searched for: a few counts per piece, guessed from the tokens per character seen so far.
+    With a counter that never decreases as text is appended, the pieces are the loop's, exactly
+    (with any counter, every piece still fits).
+    """
+
+    def __init__(self, units: list[str], max_tokens: int, count_tokens: TokenCounter, rate: float) -> None:
+        self.units = units
+        self.max_tokens = max_tokens
+        self.count_tokens = count_tokens
+        self.rate = rate  # tokens per character, refined with every count
+        self.filled = [i for i, unit in enumerate(units) if unit]
+        # Units that lengthen a stripped buffer, and what they add (the buffer's strip cuts the rest).
+        self.growing = [i for i in self.filled if not units[i].isspace()]
+        self.tails = [units[i].rstrip() for i in self.growing]
+        # ends[k]: characters that the first k growing units add, each with its space
+        self.ends = list(accumulate((len(tail) + 1 for tail in self.tails), initial=0))
+        self.blank_counts: dict[str, int] = {}
+        self.out: list[str] = []
+
+    def pack(self) -> list[str]:
+        buf = ""
+        i = 0
+        while i < len(self.units):
+            if not buf:  # an empty unit leaves an empty buffer empty: skip to the next filled one
+                k = bisect_left(self.filled, i)
+                if k == len(self.filled):
+                    break
+                i = self.filled[k]
+            elif not buf[0].isspace() and not buf[-1].isspace():
+                first = bisect_left(self.growing, i)
+                added, buf = self._grow(buf, first)
+                if first + added == len(self.growing):
+                    break  # everything left fits (blank units change nothing)
+                self.out.append(buf)
+                i = self.growing[first + added]
+                buf = self._restart(self.units[i])
+                i += 1
+                continue
+            unit = self.units[i]
+            i += 1
+            candidate = f"{buf} {unit}".strip() if buf else unit
+            tokens = self._count(candidate)
+            if tokens <= self.max_tokens:
+                buf = candidate
+                continue
+            if buf:
+                self.out.append(buf)
+            buf = self._restart(unit, None if buf else tokens)
         if buf:
-            out.append(buf)
-        buf = unit if count_tokens(unit) <= max_tokens else ""
-        if not buf:
-            out.extend(_fit(unit, max_tokens, count_tokens))
-    if buf:
-        out.append(buf)
-    return out
+            self.out.append(buf)
+        return self.out
+
+    def _restart(self, unit: str, tokens: int | None = None) -> str:
+        """The buffer after ``unit`` overflowed it: the unit itself, or "" once it has been split."""
+        if tokens is None:
+            tokens = self._count(unit)
+        if tokens <= self.max_tokens and unit:
+            return unit
+        self.out.extend(_fit(unit, self.max_tokens, self.count_tokens, tokens))
+        return ""
+
+    def _count(self, text: str) -> int:
+        if text and not text.isspace():
+            return self.count_tokens(text)
+        # Blank candidates repeat (a run of spaces splits into empty units): count each once.
+        if text not in self.blank_counts:
+            self.blank_counts[text] = self.count_tokens(text)
+        return self.blank_counts[text]
+
+    def _grow(self, buf: str, first: int) -> tuple[int, str]:
+        """How many growing units from ``growing[first]`` on fit after ``buf``, and the result."""
+        ends, tails = self.ends, self.tails
+        lo, lo_text = 0, buf  # fits
+        hi = len(tails) - first + 1  # overflows (or is one past the end)
+        step, guesses = 1, 0
+        while hi - lo > 1:
+            if guesses < _GUESSES:  # where the tokens per character seen so far say the limit is
+                guesses += 1
+                budget = self.max_tokens / self.rate if self.rate > 0 else float(ends[-1])
+                reach = bisect_right(ends, ends[first] + budget - len(buf)) - 1 - first
+                n = min(max(reach, lo + 1), hi - 1)
+            elif hi > len(tails) - first:
+                n, step = min(lo + step, hi - 1), step * 2
+            else:
+                n = (lo + hi) // 2
+            text = " ".join([buf, *tails[first : first + n]])
+            tokens = self.count_tokens(text)
+            if tokens:
+                self.rate = tokens / len(text)
+            if tokens <= self.max_tokens:
+                lo, lo_text = n, text
+            else:
+                hi = n
+        return lo, lo_text
 
 
 def _merge_small(
     pieces: list[_Block], min_chars: int, max_tokens: int, count_tokens: TokenCounter
 ) -> list[_Block]:
-    """Join a heading line to the block after it, and a short block to the next in its section."""
+    """Join a heading line to the block after it, and a short block to the next in its section.
+
+    One count per piece: a merged block stops growing once it reaches ``min_chars``.
+    """
     out: list[_Block] = []
     for piece in pieces:
-        prev = out[-1] if out else None
-        if prev is not None and _joins(prev, piece, min_chars):
-            text = prev.text + "\n\n" + piece.text
-            if count_tokens(text) <= max_tokens:
-                out[-1] = _Block(text, piece.heading_path)
-                continue
+        if out and not piece.heading:
+            prev = out[-1]
+            if prev.heading or (prev.heading_path == piece.heading_path and len(prev.text) < min_chars):
+                text = prev.text + "\n\n" + piece.text
+                if count_tokens(text) <= max_tokens:
+                    out[-1] = _Block(text, piece.heading_path)
+                    continue
         out.append(piece)
     return out
-
-
-def _joins(prev: _Block, piece: _Block, min_chars: int) -> bool:
-    if piece.heading:
-        return False
-    if prev.heading:
-        return True
-    return prev.heading_path == piece.heading_path and len(prev.text) < min_chars
