@@ -103,6 +103,9 @@ def test_poison_records_are_dead_lettered_once_and_the_indexer_goes_on(indexer: 
             send_raw(indexer, indexer.topic_changes, key, value)
         good = [ChangeEvent(doc_id=f"good/{i}.md", op="upsert", version=1, content=f"# Good {i}\n\nStill indexed.")
                 for i in range(4)]
+        # valid, so applied, but its heading once took the chunker's regex minutes, on the event loop
+        good.append(ChangeEvent(doc_id="hostile.md", op="upsert", version=1,
+                                content="# a" + " " * 150_000 + "b\n\ntext after a pathological heading"))
         publish_and_wait(indexer, good, timeout=120)  # applied although poison came first on every partition
         letters = _dead_letters(indexer, seconds=6)  # several tail-check periods: no duplicates appear
     finally:
