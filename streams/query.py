@@ -212,8 +212,7 @@ def register(app: faust.App, topics: Topics, settings: Settings, searcher: Searc
         except Exception as exc:  # noqa: BLE001 - answered and logged, never a silent ack
             stats.errors += 1
             log.exception("search_crashed", request_id=req.request_id)
-            return SearchReply(request_id=req.request_id, status="error",
-                               error=ReplyError(code="internal", message=f"{type(exc).__name__}: {exc}"))
+            return error_reply(req.request_id, "internal", f"{type(exc).__name__}: {exc}")
         stats.ok += 1
         stats.zero_hits += not reply.hits
         return reply

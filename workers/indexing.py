@@ -23,7 +23,7 @@ from schemas.change import ChangeEvent, split_key
 from workers import metrics
 from workers.chunking import Chunk, chunk_document
 from workers.embedding import Embedder, EmbeddingCache, Vector, embed_off_loop, off_loop
-from workers.planning import DocState, Plan, Sourced, plan_change, winning_event
+from workers.planning import DocState, Plan, Sourced, highest_version, plan_change, winning_event
 from workers.stats import IndexerStats
 from workers.store import ChunkRecord, ChunkStore
 
@@ -112,7 +112,8 @@ class Indexer:
             stale += skipped
             if winner is not None:
                 chunks = self.chunk(winner.event) if winner.event.op == "upsert" else []
-                plans.append((key, winner, chunks, plan_change(prev, winner, chunks)))
+                plans.append((key, winner, chunks,
+                              plan_change(prev, winner, chunks, floor=highest_version(prev, events))))
             elif prev is not None:  # all stale: acknowledge the state that stands, so waiters wake up
                 unchanged.append(self._applied(key, events[-1], Plan("noop", prev), datetime.now(UTC), changed=False))
         return plans, unchanged, stale

@@ -101,11 +101,24 @@ def winning_event(prev: DocState | None, events: Sequence[Sourced]) -> tuple[Sou
     return winner, stale
 
 
-def plan_change(prev: DocState | None, se: Sourced, chunks: Sequence[Chunk]) -> Plan:
-    """Diff the new version's chunks against the stored state (``chunks`` empty for a delete)."""
+def highest_version(prev: DocState | None, events: Sequence[Sourced]) -> int:
+    """The highest version the stored state and the batch's non-replayed upserts have shown: the
+    version a document's new state keeps, even when a tombstone after them decides it (otherwise a
+    stale upsert arriving later would bring the deleted document back)."""
+    seen = [se.event.version for se in events if not se.tombstone
+            and not (prev is not None and se.partition == prev.partition and se.offset <= prev.offset)]
+    return max([prev.version if prev is not None else -1, *seen])
+
+
+def plan_change(prev: DocState | None, se: Sourced, chunks: Sequence[Chunk], *, floor: int = -1) -> Plan:
+    """Diff the new version's chunks against the stored state (``chunks`` empty for a delete).
+
+    ``floor`` is the highest version seen so far (:func:`highest_version`): the new state's version
+    is never below it.
+    """
     ev = se.event
     old_ids = prev.chunk_ids if prev is not None and not prev.deleted else []
-    version = max(ev.version, prev.version if prev is not None else -1)
+    version = max(ev.version, prev.version if prev is not None else -1, floor)
     carried = prev.pending_delete if prev is not None else []
     if ev.op == "delete":
         doomed = list(dict.fromkeys([*carried, *old_ids]))

@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from datetime import datetime
 
-from freshet.errors import FreshetError, InvalidEventError
+from freshet.errors import FreshetError, InvalidEventError, TransientError
 from schemas.metrics import Quality
 from schemas.search import (
     BUILTIN_FILTER_FIELDS,
@@ -105,12 +105,22 @@ def best_per_doc(hits: list[tuple[StoredHit, int]]) -> list[tuple[StoredHit, int
     return out
 
 
+#: Longest error message a reply carries: an explanation of a deeply nested filter can run to
+#: megabytes, and a reply over the producer's request size is never sent (silence, not an answer).
+MAX_ERROR_CHARS = 2000
+
+
 def error_reply(request_id: str, code: str, message: str) -> SearchReply:
+    if len(message) > MAX_ERROR_CHARS:
+        message = message[:MAX_ERROR_CHARS] + f"... ({len(message) - MAX_ERROR_CHARS} more characters cut)"
     return SearchReply(request_id=request_id, status="error", error=ReplyError(code=code, message=message))
 
 
 def failure_reply(req: SearchRequest, exc: FreshetError) -> SearchReply:
-    return error_reply(req.request_id, type(exc).__name__, str(exc))
+    """The error reply for a search that failed: code ``unavailable`` when Weaviate (or another
+    service) is away for now, so the client may retry; else ``store_error``."""
+    code = "unavailable" if isinstance(exc, TransientError) else "store_error"
+    return error_reply(req.request_id, code, f"{type(exc).__name__}: {exc}")
 
 
 class Searcher:

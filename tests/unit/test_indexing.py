@@ -85,3 +85,15 @@ def test_metadata_change_updates_without_embedding() -> None:
     h.apply(sourced(2, doc_id="d", op="upsert", version=2, content=DOC, metadata={"lang": "fr"}))
     assert h.stats.chunks_embedded == 3 and h.store.property_updates == 3
     assert {r.metadata["lang"] for r in h.store.objects.values()} == {"fr"}
+
+
+def test_a_tombstone_batched_after_a_higher_version_keeps_that_version() -> None:
+    """[v2, tombstone] in one batch, then a stale v1: the document stays deleted (the chaos tier
+    found a deleted document brought back because the batch's v2 was forgotten)."""
+    h = Harness()
+    tomb = Sourced(ChangeEvent(doc_id="d", op="delete", version=0), 0, 2, tombstone=True)
+    h.apply(sourced(1, doc_id="d", op="upsert", version=2, content=DOC), tomb)
+    state = h.states["d"]
+    assert state is not None and state.deleted and state.version == 2
+    h.apply(sourced(3, doc_id="d", op="upsert", version=1, content=DOC))
+    assert h.store.objects == {} and h.stats.stale_skipped == 1

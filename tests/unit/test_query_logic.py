@@ -102,3 +102,22 @@ def test_cli_filters() -> None:
     assert filter_from_cli(['{"field": "year", "op": "lt", "value": 3}']) == Condition(field="year", op="lt", value=3)
     with pytest.raises(ValueError, match="cannot read filter"):
         filter_from_cli(["year ~ 3"])
+
+
+def test_a_search_failing_for_an_absent_store_is_answered_unavailable() -> None:
+    from freshet.errors import StoreError, StoreUnavailableError
+    from schemas.search import SearchRequest
+    from workers.search import failure_reply
+
+    req = SearchRequest(request_id="r", query="q")
+    reply = failure_reply(req, StoreUnavailableError("Weaviate is not reachable", kind="unavailable"))
+    assert reply.status == "error" and reply.error is not None and reply.error.code == "unavailable"
+    assert failure_reply(req, StoreError("refused")).error.code == "store_error"  # type: ignore[union-attr]
+
+
+def test_error_replies_stay_small_whatever_the_explanation() -> None:
+    from workers.search import MAX_ERROR_CHARS, error_reply
+
+    reply = error_reply("r", "invalid_filter", "x" * 2_000_000)
+    assert reply.error is not None and len(reply.error.message) < MAX_ERROR_CHARS + 100
+    assert len(reply.model_dump_json()) < 10_000
