@@ -15,11 +15,12 @@ export TRANSFORMERS_OFFLINE := 1
 export UV_PYTHON_DOWNLOADS := never
 export FRESHET_CACHE_DIR ?= $(FRESHET_CACHE)
 
-.PHONY: help install up down clean status demo test unit integration lint typecheck
+.PHONY: help install up down clean status demo test unit integration chaos lint typecheck
 
 help:
 	@echo "make demo    - start the local stack and index + search this project's docs over Kafka"
 	@echo "make test    - unit and integration tests (starts what they need)"
+	@echo "make chaos   - the chaos tier: faults and hostile input on a Kafka and Weaviate of its own"
 	@echo "make up | down | status | clean  - manage the local stack (clean wipes all local data)"
 
 $(UV):
@@ -51,7 +52,7 @@ demo: up
 
 test: install
 	$(FRESHET) stack install --browser
-	$(VENV)/bin/pytest tests $(PYTEST_ARGS)
+	$(VENV)/bin/pytest tests --ignore=tests/chaos $(PYTEST_ARGS)
 
 unit: install
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
@@ -59,6 +60,12 @@ unit: install
 integration: install
 	$(FRESHET) stack install --browser
 	$(VENV)/bin/pytest tests/integration $(PYTEST_ARGS)
+
+# Scale knobs (defaults: the full scale CI runs): CHAOS_EVENTS, CHAOS_KILLS, CHAOS_OUTAGE_SECONDS,
+# CHAOS_HOSTILE, CHAOS_RATE, CHAOS_SEED; the reliability table lands in .freshet/chaos/report.md.
+chaos: install
+	$(FRESHET) stack install
+	$(VENV)/bin/pytest tests/chaos --timeout 1800 $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check freshet schemas streams workers ops tests
