@@ -62,15 +62,18 @@ def _tail_consumer(bootstrap: str, topic: str) -> KafkaConsumer:
     return consumer
 
 
-def read_to_end(bootstrap: str, topic: str) -> list[Any]:
-    """Every record of ``topic`` from the beginning to its current end (group-less; for tools)."""
+def read_to_end(bootstrap: str, topic: str, *, missing_ok: bool = True) -> list[Any]:
+    """Every record of ``topic`` from the beginning to its current end (group-less; for tools).
+    A topic the broker does not know reads as empty, or raises with ``missing_ok=False``."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), enable_auto_commit=False, group_id=None,
                              client_id="freshet-tools", max_partition_fetch_bytes=8 * 1024 * 1024)
     try:
         parts = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
         if not tps:
-            return []
+            if missing_ok:
+                return []
+            raise FreshetError(f"topic {topic!r} does not exist on {bootstrap}")
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
         end = consumer.end_offsets(tps)

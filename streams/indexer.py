@@ -147,9 +147,10 @@ def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexe
 
     async def _sweep(parts: list[int]) -> None:
         now = time.monotonic()
-        for p in set(parts) - scanned:  # states with deletes left by an earlier worker or a crash
+        new = set(parts) - scanned  # states with deletes left by an earlier worker or a crash
+        if new:
             for key, raw in states.items():
-                if isinstance(raw, dict) and raw.get("partition") == p and (
+                if isinstance(raw, dict) and raw.get("partition") in new and (
                         raw.get("pending_delete") or raw.get("pending_sweep")):
                     due.setdefault(key, now + grace)
         scanned.intersection_update(parts)

@@ -48,15 +48,7 @@ async def send(topic: Any, *, what: str, **message: Any) -> None:
 
     Raises :class:`RecordRefusedError` when Kafka will never take the record; waits out anything else.
     """
-
-    async def once() -> None:
-        try:
-            fut = await topic.send(**message)
-            await fut
-        except (kafka_errors.KafkaError, ProducerSendError) as exc:
-            raise classify(topic.get_topic_name(), exc) from exc
-
-    await until_done(once, what=what)
+    await send_all(topic, [message], what=what)
 
 
 async def send_all(topic: Any, messages: list[dict[str, Any]], *, what: str) -> None:

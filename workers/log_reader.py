@@ -121,17 +121,6 @@ class LogReader:
             consumer.unsubscribe()
         return out, min(max(position, start), stop)
 
-    async def read(self, partition: int, start: int, stop: int) -> list[LogRecord]:
-        """The records of ``[start, stop)`` that exist, in pages of 500 (small ranges only)."""
-        out: list[LogRecord] = []
-        while start < stop:
-            page, nxt = await self.read_page(partition, start, stop, 500)
-            out += page
-            if nxt <= start:
-                break
-            start = nxt
-        return out
-
     async def _started(self) -> AIOKafkaConsumer:
         await self.start()
         assert self._consumer is not None

@@ -9,6 +9,7 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer
 from weaviate.classes.query import Filter
 
+from freshet.client import read_to_end
 from freshet.publishing import publish_events
 from freshet.settings import Settings
 from schemas.change import ChangeEvent
@@ -49,26 +50,7 @@ def read_topic(settings: Settings, topic: str, *, count: int = 1, where: Callabl
 def records_now(settings: Settings, topic: str, *, where: Callable[[Any], bool] = lambda r: True) -> list[Any]:
     """Every record of ``topic`` up to its current end that matches ``where``. Unlike :func:`read_topic`
     it fails when the topic cannot be read (missing, broker away), so an empty answer means absent."""
-    from kafka import TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers.split(","), enable_auto_commit=False,
-                             group_id=None, max_partition_fetch_bytes=8 * 1024 * 1024)
-    try:
-        parts = consumer.partitions_for_topic(topic)
-        assert parts, f"cannot read topic {topic!r}: the broker does not know it"
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        end = consumer.end_offsets(tps)
-        out: list[Any] = []
-        deadline = time.monotonic() + 60
-        while any(consumer.position(tp) < end[tp] for tp in tps):
-            assert time.monotonic() < deadline, f"reading {topic!r} to its end took over 60 s"
-            for batch in consumer.poll(timeout_ms=500).values():
-                out += [r for r in batch if r.offset < end[TopicPartition(r.topic, r.partition)] and where(r)]
-        return out
-    finally:
-        consumer.close()
+    return [r for r in read_to_end(settings.bootstrap_servers, topic, missing_ok=False) if where(r)]
 
 
 def stored(settings: Settings, doc_id: str) -> dict[str, dict[str, Any]]:
