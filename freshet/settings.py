@@ -83,6 +83,10 @@ class Settings(BaseSettings):
         "", description="Declared (filterable) metadata fields, e.g. 'lang:text,year:int,tags:text[]'; "
                         "types text, text[], int, number, boolean, date. Others are stored, not filterable.")
     max_document_bytes: int = Field(1_000_000, ge=1, description="Larger change events (bytes) are dead-lettered.")
+    max_chunks_per_document: int = Field(
+        5_000, ge=1, description="A document version that chunks into more is dead-lettered (too_many_chunks) "
+                                 "before anything is written: its state (about 100 bytes per chunk) must fit one "
+                                 "Kafka record of the state changelog.")
     dead_letter_max_bytes: int = Field(
         900_000, ge=1024, description="A dead-lettered value larger than this is cut to it (header "
                                       "freshet.truncated names the original size); keep it below the producer's "

@@ -15,7 +15,7 @@ from workers.chunking import Chunk, chunk_document
 from workers.delivery import POSITION_PREFIX
 from workers.embedding import SentenceTransformerEmbedder
 from workers.planning import DocState, Sourced
-from workers.verification import Expected, StoredObject, compare, expected_documents, latest_versions
+from workers.verification import Expected, StoredObject, applicable_versions, compare, expected_documents
 from workers.weaviate_store import VECTOR_NAME, sync_client
 
 
@@ -72,12 +72,20 @@ def run_verify(settings: Settings, *, vectors: bool = False, tolerance: float = 
     embedder = SentenceTransformerEmbedder(settings.model, device=settings.model_device,
                                            batch_size=settings.embed_batch_size)
 
-    def chunk(se: Sourced) -> list[Chunk]:
-        return chunk_document(se.event.content or "", content_type=se.event.content_type,
-                              max_tokens=embedder.max_tokens, count_tokens=embedder.count_tokens,
-                              min_chars=settings.chunk_min_chars)
+    chunked: dict[tuple[int, int], list[Chunk]] = {}
 
-    expected = expected_documents(latest_versions(read_changes(settings)), chunk)
+    def chunk(se: Sourced) -> list[Chunk]:
+        at = (se.partition, se.offset)
+        if at not in chunked:
+            chunked[at] = chunk_document(se.event.content or "", content_type=se.event.content_type,
+                                         max_tokens=embedder.max_tokens, count_tokens=embedder.count_tokens,
+                                         min_chars=settings.chunk_min_chars)
+        return chunked[at]
+
+    def refused(se: Sourced) -> bool:  # dead-lettered by the indexer as too_many_chunks
+        return se.event.op == "upsert" and len(chunk(se)) > settings.max_chunks_per_document
+
+    expected = expected_documents(applicable_versions(read_changes(settings), refused), chunk)
     objects, stored_vectors = read_objects(settings, vectors=vectors)
     problems = compare(expected, read_states(settings), objects)
     if vectors:

@@ -271,6 +271,8 @@ def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexe
                                                what="apply_event"))
             except ObjectRejectedError as exc:  # Weaviate validated this event's objects and refused them
                 await _reject(event.message, "store_rejected", str(exc))
+            except InvalidEventError as exc:  # found while planning (too_many_chunks): nothing was written
+                await _reject(event.message, exc.reason, str(exc))
             except Exception as exc:  # noqa: BLE001 - recorded in the dead-letter topic, not lost
                 log.exception("event_failed", doc_id=se.event.doc_id, version=se.event.version)
                 await _reject(event.message, "processing_error", f"{type(exc).__name__}: {exc}")

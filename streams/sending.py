@@ -11,6 +11,7 @@ instead of retrying for ever. Anything else is a broker that is away: waited out
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiokafka import errors as kafka_errors  # type: ignore[import-untyped]
@@ -57,11 +58,14 @@ async def send_all(topic: Any, messages: list[dict[str, Any]], *, what: str) -> 
     (every record freshet sends this way is idempotent: compacted by key, or a state)."""
 
     async def once() -> None:
+        futures: list[Any] = []
         try:
-            futures = [await topic.send(**message) for message in messages]
+            for message in messages:
+                futures.append(await topic.send(**message))
             for fut in futures:
                 await fut
         except (kafka_errors.KafkaError, ProducerSendError) as exc:
+            await asyncio.gather(*futures, return_exceptions=True)  # retrieve every outcome before retrying
             raise classify(topic.get_topic_name(), exc) from exc
 
     if messages:

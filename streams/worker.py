@@ -39,7 +39,7 @@ def build(settings: Settings, role: Role) -> faust.App:
     instance = f"{role}@{socket.gethostname()}:{os.getpid()}"
     if role == "indexer":
         indexer = Indexer(embedder, store, EmbeddingCache(settings.embed_cache_size), IndexerStats(),
-                          min_chars=settings.chunk_min_chars)
+                          min_chars=settings.chunk_min_chars, max_chunks=settings.max_chunks_per_document)
         web.register(app, health, indexer.stats.as_dict)
         indexer_agent.register(app, topics, settings, indexer, health)
         builder = SnapshotBuilder(role, instance, indexer.stats.as_dict,

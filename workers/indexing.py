@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 import structlog
 
+from freshet.errors import InvalidEventError
 from schemas.applied import AppliedRecord
 from schemas.change import ChangeEvent, split_key
 from workers import metrics
@@ -43,6 +44,13 @@ class Applied:
     """False when every event of the document was stale: the state stands, the record re-acknowledges it."""
 
 
+def check_chunk_count(n: int, cap: int) -> None:
+    """Refuse a document version of more than ``cap`` chunks: its state must fit one Kafka record."""
+    if n > cap:
+        raise InvalidEventError("too_many_chunks", f"the document chunks into {n} chunks, above the cap of {cap} "
+                                "(FRESHET_MAX_CHUNKS_PER_DOCUMENT): its state would not fit one Kafka record")
+
+
 def title_of(event: ChangeEvent, chunks: Sequence[Chunk]) -> str | None:
     """The event's title, else the document's first heading."""
     if event.title:
@@ -54,8 +62,9 @@ class Indexer:
     """Applies micro-batches of change events to a :class:`ChunkStore`."""
 
     def __init__(self, embedder: Embedder, store: ChunkStore, cache: EmbeddingCache, stats: IndexerStats,
-                 *, min_chars: int = 100) -> None:
+                 *, min_chars: int = 100, max_chunks: int = 5_000) -> None:
         self._min_chars = min_chars
+        self._max_chunks = max_chunks
         self._embedder = embedder
         self._store = store
         self._cache = cache
@@ -67,11 +76,14 @@ class Indexer:
         await embed_off_loop(self._embedder, ["warm-up"])
 
     def chunk(self, event: ChangeEvent) -> list[Chunk]:
-        return chunk_document(
+        """The event's chunks; raises :class:`InvalidEventError` (``too_many_chunks``) over the cap."""
+        chunks = chunk_document(
             event.content or "", content_type=event.content_type,
             max_tokens=self._embedder.max_tokens, count_tokens=self._embedder.count_tokens,
             min_chars=self._min_chars,
         )
+        check_chunk_count(len(chunks), self._max_chunks)
+        return chunks
 
     async def apply(self, batch: Sequence[Sourced], states: Mapping[str, DocState | None]) -> list[Applied]:
         """Apply ``batch`` given each document's stored state; return the documents that changed state.

@@ -32,6 +32,8 @@ DEAD_LETTERED = Counter("freshet_dead_lettered_total", "Records sent to the dead
 CHUNKS_EMBEDDED = Counter("freshet_chunks_embedded_total", "Chunks sent to the embedding model.")
 CHUNKS_REUSED = Counter("freshet_chunks_reused_total", "Chunks kept as they were or taken from the embedding cache.")
 CHUNKS_DELETED = Counter("freshet_chunks_deleted_total", "Chunks deleted from Weaviate.")
+KAFKA_REFUSED = Counter("freshet_kafka_records_refused_total", "Records Kafka refused for good (too large for the "
+                        "topic); a state write then waits until the topic takes it.", ["what"])
 READ_BACK = Counter("freshet_read_back_total", "Records the consumer skipped that the delivery guard read back.")
 EMBED_BATCH_SIZE = Histogram("freshet_embedding_batch_size", "Texts per call of the embedding model.",
                              buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024))

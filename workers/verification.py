@@ -51,6 +51,18 @@ def latest_versions(events: Iterable[Sourced]) -> dict[str, Sourced]:
     return deciding
 
 
+def applicable_versions(events: Iterable[Sourced], refused: Callable[[Sourced], bool]) -> dict[str, Sourced]:
+    """:func:`latest_versions` without the events the indexer refuses only once it has chunked them
+    (``refused``: too many chunks), which leave the state as it was. Only deciding events are checked."""
+    todo = list(events)
+    while True:
+        deciding = latest_versions(todo)
+        out = {(se.partition, se.offset) for se in deciding.values() if refused(se)}
+        if not out:
+            return deciding
+        todo = [se for se in todo if (se.partition, se.offset) not in out]
+
+
 def expected_documents(deciding: Mapping[str, Sourced], chunk: Callable[[Sourced], list[Chunk]]) -> dict[str, Expected]:
     """Fresh chunking of every document's latest version."""
     out: dict[str, Expected] = {}

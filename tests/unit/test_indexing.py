@@ -1,5 +1,8 @@
 import asyncio
 
+import pytest
+
+from freshet.errors import InvalidEventError
 from schemas.change import ChangeEvent
 from tests.unit.fakes import DictStore, WordEmbedder
 from workers.embedding import EmbeddingCache
@@ -97,3 +100,13 @@ def test_a_tombstone_batched_after_a_higher_version_keeps_that_version() -> None
     assert state is not None and state.deleted and state.version == 2
     h.apply(sourced(3, doc_id="d", op="upsert", version=1, content=DOC))
     assert h.store.objects == {} and h.stats.stale_skipped == 1
+
+
+def test_a_document_of_too_many_chunks_is_refused_before_anything_is_written() -> None:
+    h = Harness()
+    h.indexer = Indexer(h.model, h.store, EmbeddingCache(100), h.stats, max_chunks=2)
+    h.apply(sourced(1, doc_id="small", op="upsert", version=1, content=PARAS[0]))
+    with pytest.raises(InvalidEventError) as err:
+        h.apply(sourced(2, doc_id="d", op="upsert", version=1, content=DOC))  # 3 chunks
+    assert err.value.reason == "too_many_chunks"
+    assert {o.doc_id for o in h.store.objects.values()} == {"small"} and "d" not in h.states

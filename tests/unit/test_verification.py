@@ -2,7 +2,7 @@ from schemas.change import ChangeEvent
 from workers.chunking import chunk_document
 from workers.ids import chunk_ids
 from workers.planning import DocState, Sourced
-from workers.verification import StoredObject, compare, expected_documents, latest_versions
+from workers.verification import StoredObject, applicable_versions, compare, expected_documents, latest_versions
 
 
 def se(offset: int, tombstone: bool = False, **fields: object) -> Sourced:
@@ -34,3 +34,10 @@ def test_compare_reports_nothing_for_a_faithful_index_and_each_kind_of_drift() -
     assert len(compare(exp, states, objects[:1])) == 1
     assert len(compare(exp, states, [*objects, StoredObject("x", "zzz", "h")])) == 1
     assert len(compare(exp, {"b": states["b"]}, objects)) == 1
+
+
+def test_an_event_refused_for_its_chunk_count_leaves_the_version_before_it() -> None:
+    # a (v3) is refused once chunked: the indexer keeps v1, then applies v2 (above v1), as verify must expect
+    latest = applicable_versions(EVENTS, lambda s: s.event.version == 3)
+    assert latest["a"].event.content == "stale" and latest["b"].tombstone
+    assert applicable_versions(EVENTS, lambda s: False) == latest_versions(EVENTS)
