@@ -67,6 +67,11 @@ class StoreUnavailableError(TransientError):
         super().__init__(message)
 
 
+class FencedError(FreshetError):
+    """A write under a partition lease that no longer holds (a rebalance started, or the partition
+    moved): the unit of work is dropped unacknowledged; the partition's next owner redoes it."""
+
+
 class StoreError(FreshetError):
     """Weaviate refused a request in a way that retrying will not fix."""
 

@@ -14,14 +14,16 @@ from schemas.change import document_key, parse_change
 from workers.chunking import Chunk, chunk_document
 from workers.delivery import POSITION_PREFIX
 from workers.embedding import SentenceTransformerEmbedder
+from workers.fencing import GENERATION_HEADER, WRITER_HEADER, fence_violations, header
 from workers.planning import DocState, Sourced
+from workers.topology import state_changelog
 from workers.verification import Expected, StoredObject, applicable_versions, compare, expected_documents
 from workers.weaviate_store import VECTOR_NAME, sync_client
 
 
 def state_topic(settings: Settings) -> str:
-    """The changelog topic of the indexer's state table (Faust's naming: <app id>-<table>-changelog)."""
-    return f"{settings.consumer_group_prefix}-indexer-doc-state-changelog"
+    """The changelog topic of the indexer's state table."""
+    return state_changelog(settings.consumer_group_prefix)
 
 
 def read_changes(settings: Settings) -> list[Sourced]:
@@ -36,9 +38,15 @@ def read_changes(settings: Settings) -> list[Sourced]:
     return out
 
 
-def read_states(settings: Settings) -> dict[str, DocState]:
+def read_states(settings: Settings, written: list[tuple[int, int, str | None, str | None]] | None = None
+                ) -> dict[str, DocState]:
+    """The indexer's states from its changelog; ``written`` collects each record's place and fence
+    headers (partition, offset, generation, writer) for :func:`~workers.fencing.fence_violations`."""
     states: dict[str, DocState] = {}
     for r in read_to_end(settings.bootstrap_servers, state_topic(settings)):
+        if written is not None:
+            written.append((r.partition, r.offset, header(r.headers, GENERATION_HEADER),
+                            header(r.headers, WRITER_HEADER)))
         key = json.loads(r.key)
         if key.startswith(POSITION_PREFIX):
             continue
@@ -87,7 +95,9 @@ def run_verify(settings: Settings, *, vectors: bool = False, tolerance: float = 
 
     expected = expected_documents(applicable_versions(read_changes(settings), refused), chunk)
     objects, stored_vectors = read_objects(settings, vectors=vectors)
-    problems = compare(expected, read_states(settings), objects)
+    written: list[tuple[int, int, str | None, str | None]] = []
+    problems = compare(expected, read_states(settings, written), objects)
+    problems += [f"state changelog: {v}" for v in fence_violations(written)]
     if vectors:
         problems += _compare_vectors(embedder, expected, stored_vectors, tolerance)
     return problems

@@ -32,7 +32,7 @@ from typing import Any
 import faust
 import structlog
 
-from freshet.errors import InvalidEventError, ObjectRejectedError
+from freshet.errors import FencedError, InvalidEventError, ObjectRejectedError
 from freshet.settings import Settings
 from schemas.applied import ProgressRecord, progress_key
 from schemas.change import document_key, parse_change
@@ -43,12 +43,16 @@ from streams.state import StateTable, Write
 from streams.web import Health
 from workers import metrics
 from workers.delivery import advanced, missing_ranges, position_key, stalled_tail
+from workers.fencing import Fence
 from workers.indexing import Applied, Indexer
 from workers.log_reader import LogReader, LogRecord
 from workers.planning import DocState, Sourced
 from workers.retry import until_done
 
 log = structlog.get_logger(__name__)
+
+DRAIN_SECONDS = 45.0
+"""How long a revoked worker waits for its writes in flight; under Faust's rebalance timeout (60 s)."""
 
 
 @dataclass(eq=False)
@@ -58,12 +62,17 @@ class _ReadBack:
     message: LogRecord
 
 
-def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexer, health: Health) -> None:
-    """Attach the indexer agent, its state table and the delivery guard's timers to ``app``."""
+def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexer, health: Health,
+             fence: Fence) -> None:
+    """Attach the indexer agent, its state table and the delivery guard's timers to ``app``.
+
+    ``fence`` must also guard ``indexer``'s store (:class:`workers.fencing.FencedStore`): every unit
+    of work here holds a lease on its partitions, and every write checks it."""
     # Keys (str) and values (DocState as a dict; positions, under POSITION_PREFIX keys, as int) go
     # through the table serializers, JSON by default. No key_type/value_type: Faust would expect
     # Record classes.
-    states = StateTable(app.Table("doc-state", partitions=settings.topic_partitions, help="DocState per document"))
+    states = StateTable(app.Table("doc-state", partitions=settings.topic_partitions, help="DocState per document"),
+                        fence)
     reader = LogReader(settings.bootstrap_servers, settings.topic_changes)
     lag_reader = LogReader(settings.bootstrap_servers, settings.topic_changes)  # never waits on ``busy``
     busy = asyncio.Lock()  # a batch, a read-back and a sweep never run at once
@@ -85,7 +94,10 @@ def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexe
             health.ready = True
             async for events in stream.take_events(settings.index_batch_size, within=settings.index_linger_seconds):
                 async with busy:
-                    await _batch(list(events))
+                    try:
+                        await _batch(list(events))
+                    except FencedError as exc:  # the partitions are moving: their next owner redoes it
+                        log.info("batch_fenced", events=len(events), reason=str(exc))
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # a bug in this wiring: no event is at fault; fail loudly
@@ -98,10 +110,18 @@ def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexe
         by_partition: dict[int, list[int]] = {}
         for ev in events:
             by_partition.setdefault(ev.message.partition, []).append(ev.message.offset)
-        for p, offsets in by_partition.items():
-            for start, stop in missing_ranges(await _position(p), offsets):
-                await _read_back(p, start, stop)
-        await _handle(events)
+        with fence.lease(by_partition):
+            for p, offsets in by_partition.items():
+                for start, stop in missing_ranges(await _position(p), offsets):
+                    await _read_back(p, start, stop)
+            await _handle(events)
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def drain_writes(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        """Before this worker rejoins the group (so before any new owner is assigned), wait for the
+        writes that passed their lease check to end; every later check fails (a rebalance started)."""
+        if not await fence.drain(timeout=DRAIN_SECONDS):
+            log.error("fence_drain_timeout", writes_in_flight=fence.in_flight, seconds=DRAIN_SECONDS)
 
     @app.timer(interval=settings.delivery_check_seconds)  # type: ignore[untyped-decorator]
     async def check_tails() -> None:
@@ -111,12 +131,15 @@ def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexe
             return
         async with busy:
             try:
-                bounds = await until_done(reader.bounds, parts, what="read_offsets")
-                for p, (_, end) in bounds.items():
-                    done = await _position(p)
-                    if stalled_tail(done, end, last_seen.get(p)):
-                        await _read_back(p, done, end)
-                    last_seen[p] = (await _position(p), end)
+                with fence.lease(parts):
+                    bounds = await until_done(reader.bounds, parts, what="read_offsets")
+                    for p, (_, end) in bounds.items():
+                        done = await _position(p)
+                        if stalled_tail(done, end, last_seen.get(p)):
+                            await _read_back(p, done, end)
+                        last_seen[p] = (await _position(p), end)
+            except FencedError as exc:
+                log.info("read_back_fenced", reason=str(exc))
             except Exception:  # noqa: BLE001 - logged; the next period checks again
                 log.exception("tail_check_failed")
 
@@ -141,7 +164,11 @@ def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexe
             return
         async with busy:
             try:
-                await _sweep(mine())
+                parts = mine()
+                with fence.lease(parts):
+                    await _sweep(parts)
+            except FencedError as exc:
+                log.info("sweep_fenced", reason=str(exc))
             except Exception:  # noqa: BLE001 - logged; the states keep the work, the next period retries
                 log.exception("old_chunks_sweep_failed")
 
@@ -228,7 +255,8 @@ def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexe
         await states.put([(position_key(p), at, p) for p, at in moved.items()], what="position_write")
         await send_all(topics.applied, [
             {"key": progress_key(p), "value": ProgressRecord(partition=p, through=at).model_dump_json().encode(),
-             "partition": p % settings.topic_partitions} for p, at in moved.items()], what="progress_record")
+             "partition": p % settings.topic_partitions} for p, at in moved.items()],
+            what="progress_record", fence=fence)
 
     async def _decode(message: Any) -> Sourced | None:
         try:
@@ -263,12 +291,16 @@ def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexe
             current = {se.event.key: _state(se.event.key) for se, _ in batch}
             await _commit(await until_done(indexer.apply, [se for se, _ in batch], current, what="apply_batch"))
             return
+        except FencedError:
+            raise
         except Exception:  # noqa: BLE001 - isolate the event at fault, keep the partition moving
             log.exception("batch_failed_isolating", events=len(batch))
         for se, event in batch:
             try:
                 await _commit(await until_done(indexer.apply, [se], {se.event.key: _state(se.event.key)},
                                                what="apply_event"))
+            except FencedError:
+                raise
             except ObjectRejectedError as exc:  # Weaviate validated this event's objects and refused them
                 await _reject(event.message, "store_rejected", str(exc))
             except InvalidEventError as exc:  # found while planning (too_many_chunks): nothing was written
@@ -286,7 +318,7 @@ def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexe
         await send_all(topics.applied, [
             {"key": document_key(a.record.tenant, a.record.doc_id).encode(),
              "value": a.record.model_dump_json().encode(), "partition": a.source.partition % settings.topic_partitions}
-            for a in applied], what="applied_record")
+            for a in applied], what="applied_record", fence=fence)
         doomed = [a.key for a in applied if a.state.pending_delete or a.state.pending_sweep]
         at = time.monotonic() + grace
         for key in doomed:
@@ -294,5 +326,7 @@ def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexe
         if grace == 0 and doomed:
             try:
                 await _finish(doomed, [a.source.partition for a in applied])
+            except FencedError:
+                raise
             except Exception:  # noqa: BLE001 - the events are applied; the sweep retries the deletes
                 log.exception("old_chunks_not_deleted", documents=len(doomed))

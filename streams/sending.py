@@ -18,6 +18,7 @@ from aiokafka import errors as kafka_errors  # type: ignore[import-untyped]
 from faust.exceptions import ProducerSendError
 
 from freshet.errors import FreshetError, TransientError
+from workers.fencing import Fence
 from workers.retry import until_done
 
 #: Kafka errors that mean "this record will never be accepted", whatever the wait.
@@ -44,20 +45,32 @@ def classify(topic: str, exc: BaseException) -> FreshetError:
     return TransientError(f"cannot produce to {topic!r}: {type(cause).__name__}: {cause}")
 
 
-async def send(topic: Any, *, what: str, **message: Any) -> None:
+async def send(topic: Any, *, what: str, fence: Fence | None = None, **message: Any) -> None:
     """Send one record to the Faust ``topic`` and wait until the broker has it.
 
     Raises :class:`RecordRefusedError` when Kafka will never take the record; waits out anything else.
     """
-    await send_all(topic, [message], what=what)
+    await send_all(topic, [message], what=what, fence=fence)
 
 
-async def send_all(topic: Any, messages: list[dict[str, Any]], *, what: str) -> None:
+async def send_all(topic: Any, messages: list[dict[str, Any]], *, what: str, fence: Fence | None = None) -> None:
     """Send every record of ``messages`` (keyword arguments of ``topic.send``) and wait until the
     broker has acknowledged all of them; on a transient failure the whole list is sent again
-    (every record freshet sends this way is idempotent: compacted by key, or a state)."""
+    (every record freshet sends this way is idempotent: compacted by key, or a state).
+
+    With a ``fence``, every attempt first checks the lease held by the caller
+    (:class:`~freshet.errors.FencedError` if it no longer holds) and the records carry its headers.
+    """
 
     async def once() -> None:
+        if fence is None:
+            await attempt(messages)
+            return
+        async with fence.writing():
+            headers = fence.headers()
+            await attempt([{**m, "headers": [*m.get("headers", []), *headers]} for m in messages])
+
+    async def attempt(messages: list[dict[str, Any]]) -> None:
         futures: list[Any] = []
         try:
             for message in messages:

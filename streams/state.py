@@ -23,6 +23,7 @@ import structlog
 from freshet.errors import TransientError
 from streams.sending import RecordRefusedError, send_all
 from workers import metrics
+from workers.fencing import Fence
 from workers.retry import until_done
 
 log = structlog.get_logger(__name__)
@@ -32,10 +33,12 @@ Write = tuple[str, Any, int]
 
 
 class StateTable:
-    """A Faust table whose writes are acknowledged by Kafka before they count as done."""
+    """A Faust table whose writes are acknowledged by Kafka before they count as done; with a
+    ``fence``, each write checks the caller's partition lease first and carries its headers."""
 
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: Any, fence: Fence | None = None) -> None:
         self._table = table
+        self._fence = fence
 
     def get(self, key: str) -> Any:
         return self._table.data.get(key)
@@ -52,7 +55,7 @@ class StateTable:
 
         async def once() -> None:
             try:
-                await send_all(t.changelog_topic, messages, what=what)
+                await send_all(t.changelog_topic, messages, what=what, fence=self._fence)
             except RecordRefusedError as exc:
                 metrics.KAFKA_REFUSED.labels(what).inc()
                 log.error("state_write_refused", what=what, topic=exc.topic, records=len(messages), error=str(exc),

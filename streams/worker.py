@@ -8,6 +8,7 @@ import socket
 import faust
 import structlog
 
+from freshet.errors import ConfigError
 from freshet.log import logging_config
 from freshet.settings import Settings
 from streams import dashboard, telemetry, web
@@ -16,12 +17,14 @@ from streams import query as query_agent
 from streams.app import Role, create_app
 from workers.applied_view import AppliedView
 from workers.embedding import EmbeddingCache, SentenceTransformerEmbedder
+from workers.fencing import Fence, FencedStore
 from workers.indexing import Indexer
-from workers.kafka_admin import ensure_topics, wait_for_broker
+from workers.kafka_admin import describe_topics, ensure_topics, wait_for_broker
 from workers.probes import Probes
 from workers.search import Searcher
 from workers.stats import IndexerStats, QueryStats
 from workers.telemetry import SnapshotBuilder
+from workers.topology import replication_warnings, state_changelog, topic_problems
 from workers.weaviate_store import WeaviateChunkStore
 
 log = structlog.get_logger(__name__)
@@ -38,10 +41,15 @@ def build(settings: Settings, role: Role) -> faust.App:
     health = web.Health(role)
     instance = f"{role}@{socket.gethostname()}:{os.getpid()}"
     if role == "indexer":
-        indexer = Indexer(embedder, store, EmbeddingCache(settings.embed_cache_size), IndexerStats(),
-                          min_chars=settings.chunk_min_chars, max_chunks=settings.max_chunks_per_document)
+        fence = Fence(generation=lambda: app.consumer_generation_id,
+                      assignment=lambda: {tp.partition for tp in app.consumer.assignment()
+                                          if tp.topic == settings.topic_changes},
+                      rebalancing=lambda: bool(app.rebalancing), writer=instance)
+        indexer = Indexer(embedder, FencedStore(store, fence), EmbeddingCache(settings.embed_cache_size),
+                          IndexerStats(), min_chars=settings.chunk_min_chars,
+                          max_chunks=settings.max_chunks_per_document)
         web.register(app, health, indexer.stats.as_dict)
-        indexer_agent.register(app, topics, settings, indexer, health)
+        indexer_agent.register(app, topics, settings, indexer, health, fence)
         builder = SnapshotBuilder(role, instance, indexer.stats.as_dict,
                                   ["events_applied", "chunks_embedded", "chars_embedded", "dead_lettered"])
     else:
@@ -62,6 +70,7 @@ def run(settings: Settings, role: Role) -> None:
     ensure_topics(settings.bootstrap_servers, settings.topics(), partitions=settings.topic_partitions,
                   replication=settings.topic_replication,
                   compacted=[settings.topic_applied])
+    check_topics(settings)
     log.info("worker_starting", role=role, kafka=settings.bootstrap_servers, kafka_version=info.api_version,
              weaviate=settings.weaviate_url, collection=settings.collection)
     app = build(settings, role)
@@ -69,3 +78,15 @@ def run(settings: Settings, role: Role) -> None:
                           logging_config=logging_config(settings.log_level))
     worker.execute_from_commandline()
 
+
+
+def check_topics(settings: Settings) -> None:
+    """Refuse to start (:class:`ConfigError`) on topics laid out for other settings."""
+    changelog = state_changelog(settings.consumer_group_prefix)
+    facts = describe_topics(settings.bootstrap_servers, [*settings.topics(), changelog])
+    for warning in replication_warnings(facts, settings.topic_replication):
+        log.warning("topic_under_replicated", detail=warning)
+    problems = topic_problems(facts, changes=settings.topic_changes, state_changelog=changelog,
+                              applied=settings.topic_applied, partitions=settings.topic_partitions)
+    if problems:
+        raise ConfigError("the topics on Kafka do not fit the settings:\n- " + "\n- ".join(problems))

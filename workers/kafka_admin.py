@@ -13,6 +13,7 @@ from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from freshet.errors import TransientError
+from workers.topology import TopicFacts
 
 log = structlog.get_logger(__name__)
 
@@ -97,3 +98,29 @@ def ensure_topics(bootstrap: str, names: Iterable[str], *, partitions: int, repl
         raise TransientError(f"cannot create topics on Kafka at {bootstrap}: {exc}") from exc
     finally:
         admin.close()
+
+
+def describe_topics(bootstrap: str, names: Iterable[str]) -> dict[str, TopicFacts]:
+    """Partitions, replication and compaction of those of ``names`` that exist."""
+    admin = admin_client(bootstrap)
+    try:
+        wanted = sorted(set(names) & set(admin.list_topics()))
+        if not wanted:
+            return {}
+        described = admin.describe_topics(wanted)
+        configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n) for n in wanted])
+    except (KafkaError, OSError) as exc:
+        raise TransientError(f"cannot describe topics on Kafka at {bootstrap}: {exc}") from exc
+    finally:
+        admin.close()
+    policies = {name: str(entries.get("cleanup.policy", {}).get("value", ""))
+                for name, entries in configs.get("topic", {}).items()}
+    out: dict[str, TopicFacts] = {}
+    for t in described:
+        if t.get("error_code", 0) != 0:
+            continue
+        parts = t.get("partitions", [])
+        out[t["name"]] = TopicFacts(partitions=len(parts),
+                                    replication=min((len(p.get("replica_nodes", [])) for p in parts), default=0),
+                                    compacted="compact" in policies.get(t["name"], ""))
+    return out
