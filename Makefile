@@ -22,6 +22,7 @@ help:
 	@echo "make test    - unit and integration tests (starts what they need)"
 	@echo "make chaos   - the chaos tier: faults and hostile input on a Kafka and Weaviate of its own"
 	@echo "make up | down | status | clean  - manage the local stack (clean wipes all local data)"
+	@echo "make up CLUSTER=1 - a local cluster: 3 brokers, 3 Weaviate nodes, 2 indexers, 2 query workers"
 
 $(UV):
 	python3 -m pip install --quiet --disable-pip-version-check --target $(FRESHET_CACHE)/uv-$(UV_VERSION) uv==$(UV_VERSION)
@@ -35,8 +36,20 @@ install: $(VENV)/.synced
 # The demo's golden set (judged against this repository's docs), unless one is set already.
 up demo: export FRESHET_GOLDEN_DIR ?= $(CURDIR)/ops/golden/freshet-docs
 
+# `make up CLUSTER=1`: 3 KRaft brokers, 3 Weaviate nodes, 2 indexers, 2 query workers (docs/cluster.md);
+# BROKERS=, WEAVIATE_NODES=, INDEXERS=, QUERY_WORKERS= override each count. Without any of them, `make up`
+# starts the shape the stack was last started with, or one of each.
+ifeq ($(CLUSTER),1)
+BROKERS ?= 3
+WEAVIATE_NODES ?= 3
+INDEXERS ?= 2
+QUERY_WORKERS ?= 2
+endif
+STACK_SHAPE = $(if $(BROKERS),--brokers $(BROKERS)) $(if $(WEAVIATE_NODES),--weaviate-nodes $(WEAVIATE_NODES)) \
+	$(if $(INDEXERS),--indexers $(INDEXERS)) $(if $(QUERY_WORKERS),--query-workers $(QUERY_WORKERS))
+
 up: install
-	$(FRESHET) stack up
+	$(FRESHET) stack up $(STACK_SHAPE)
 
 down: install
 	$(FRESHET) stack down

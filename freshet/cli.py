@@ -23,6 +23,11 @@ def main(ctx: click.Context) -> None:
     """freshet: keep a Weaviate index fresh from Kafka change events, and search it over Kafka."""
     settings = Settings()
     configure_logging(settings.log_level)
+    if not settings.kafka_bootstrap:  # a local cluster: every broker, and its replication settings
+        from ops.cluster import cluster_settings, load
+
+        layout = load(settings.home)
+        settings = cluster_settings(settings, layout) if layout else settings
     ctx.obj = settings
 
 
@@ -46,18 +51,29 @@ def worker(settings: Settings, role: str) -> None:
 
 @main.group()
 def stack() -> None:
-    """Manage the local stack: Kafka, Weaviate and the two workers."""
+    """Manage the local stack: Kafka, Weaviate and the workers (one of each, or a cluster: docs/cluster.md)."""
+
+
+_COUNT = "(default: as the stack was last started, else 1)"
 
 
 @stack.command("up")
 @click.option("--only", "only", multiple=True, type=SERVICE_CHOICE, help="Start only these services.")
+@click.option("--brokers", type=click.IntRange(1, 9), help=f"Kafka brokers, each also a KRaft controller {_COUNT}.")
+@click.option("--weaviate-nodes", type=click.IntRange(1, 9), help=f"Weaviate nodes {_COUNT}.")
+@click.option("--indexers", type=click.IntRange(1, 9), help=f"Indexer workers {_COUNT}.")
+@click.option("--query-workers", type=click.IntRange(1, 9), help=f"Query workers {_COUNT}.")
 @click.pass_obj
-def stack_up(settings: Settings, only: tuple[str, ...]) -> None:
+def stack_up(settings: Settings, only: tuple[str, ...], brokers: int | None, weaviate_nodes: int | None,
+             indexers: int | None, query_workers: int | None) -> None:
     """Install what is missing and start the services in the background."""
+    from ops.cluster import requested_shape
     from ops.stack import SERVICES, Stack
 
-    st = Stack(settings)
     try:
+        shape = requested_shape(settings.home, brokers=brokers, weaviate_nodes=weaviate_nodes, indexers=indexers,
+                                query_workers=query_workers)
+        st = Stack(settings, shape)
         st.up(only or SERVICES)
     except StackError as exc:
         _fail(exc)
@@ -84,38 +100,50 @@ def stack_install(settings: Settings, browser: bool) -> None:
 @stack.command("down")
 @click.pass_obj
 def stack_down(settings: Settings) -> None:
-    """Stop every service of the local stack."""
+    """Stop every service of the local stack (every node and worker of its saved shape)."""
     from ops.stack import Stack
 
-    Stack(settings).down()
+    try:
+        Stack(settings).down()
+    except StackError as exc:
+        _fail(exc)
 
 
 @stack.command("clean")
 @click.pass_obj
 def stack_clean(settings: Settings) -> None:
-    """Stop everything and wipe all local data (Kafka log, Weaviate data, worker state, logs)."""
+    """Stop everything and wipe all local data (Kafka logs, Weaviate data, worker state, logs, shape)."""
     from ops.stack import Stack
 
-    Stack(settings).clean()
+    try:
+        Stack(settings).clean()
+    except StackError as exc:
+        _fail(exc)
 
 
 @stack.command("status")
 @click.option("--check", is_flag=True, help="Exit non-zero unless every service is healthy.")
 @click.pass_obj
 def stack_status(settings: Settings, check: bool) -> None:
-    """Report each service's health, and the versions the servers report."""
+    """Report each node's and worker's health, and the versions the servers report."""
     from ops.stack import Stack
 
-    healthy = _print_status(Stack(settings))
+    try:
+        healthy = _print_status(Stack(settings))
+    except StackError as exc:
+        _fail(exc)
+        return
     if check and not healthy:
         sys.exit(1)
 
 
 def _print_status(st: Any) -> bool:
     ok = True
-    for s in st.status():
+    statuses = st.status()
+    width = max(9, *(len(s.service) for s in statuses))
+    for s in statuses:
         mark = click.style("up  ", fg="green") if s.healthy else click.style("down", fg="red")
-        click.echo(f"{mark} {s.service:<9} {s.detail}")
+        click.echo(f"{mark} {s.service:<{width}} {s.detail}")
         ok = ok and s.healthy
     s = st.s
     click.echo(f"dashboard: {s.worker_url('query', '/dashboard')}")

@@ -40,8 +40,10 @@ class Position:
 
 def _producer(bootstrap: str) -> KafkaProducer:
     try:
-        return KafkaProducer(bootstrap_servers=bootstrap.split(","), acks="all", linger_ms=5,
-                             max_request_size=8 * 1024 * 1024, client_id="freshet-client")
+        # acks=all with idempotence: a retried send is never written twice, and with the cluster's
+        # min.insync.replicas=2 an acknowledged record is on two brokers.
+        return KafkaProducer(bootstrap_servers=bootstrap.split(","), acks="all", enable_idempotence=True,
+                             linger_ms=5, max_request_size=8 * 1024 * 1024, client_id="freshet-client")
     except (KafkaError, OSError) as exc:
         raise TransientError(f"Kafka at {bootstrap} is not reachable: {exc}") from exc
 

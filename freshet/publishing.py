@@ -68,12 +68,31 @@ def wait_applied(watcher: AppliedWatcher, wanted: dict[str, int], timeout: float
 
 
 def indexer_stats(settings: Settings) -> dict[str, int]:
-    """The running indexer's cumulative counters (``/stats`` of its HTTP server)."""
-    url = f"{settings.indexer_base_url}/stats"
-    try:
-        return dict(httpx.get(url, timeout=10).raise_for_status().json())
-    except httpx.HTTPError as exc:
-        raise FreshetError(f"cannot read {url}: {exc}; is the indexer running (make status)?") from exc
+    """The running indexers' cumulative counters (``/stats`` of their HTTP servers), added up over
+    every indexer of a local cluster."""
+    totals: dict[str, int] = {}
+    for base in _indexer_urls(settings):
+        url = f"{base}/stats"
+        try:
+            stats = httpx.get(url, timeout=10).raise_for_status().json()
+        except httpx.HTTPError as exc:
+            raise FreshetError(f"cannot read {url}: {exc}; is the indexer running (make status)?") from exc
+        for name, value in stats.items():
+            if isinstance(value, int | float):
+                totals[name] = totals.get(name, 0) + int(value)
+    return totals
+
+
+def _indexer_urls(settings: Settings) -> list[str]:
+    """The indexer named by FRESHET_INDEXER_URL, else every indexer of the local stack's layout."""
+    if not settings.indexer_url:
+        from ops.cluster import load
+
+        layout = load(settings.home)
+        ports = [w.web_port for w in layout.workers if w.role == "indexer"] if layout else []
+        if len(ports) > 1:
+            return [f"http://127.0.0.1:{port}" for port in ports]
+    return [settings.indexer_base_url]
 
 
 def print_reply(query: str, reply: SearchReply) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -66,6 +67,18 @@ class Settings(BaseSettings):
     weaviate_http_port: int = Field(8080, description="Weaviate REST port.")
     weaviate_grpc_port: int = Field(50051, description="Weaviate gRPC port.")
     collection: str = Field("FreshetChunk", description="Weaviate collection holding the chunks.")
+    weaviate_replication_factor: int = Field(
+        1, ge=1, description="Replication factor the collection is created with (an existing collection keeps its "
+                             "own; a difference is logged as collection_replication_mismatch). The local cluster "
+                             "(freshet stack up --weaviate-nodes N) sets min(3, N).")
+    weaviate_timeout_seconds: float = Field(
+        30.0, gt=0, le=45, description="Longest Weaviate call (query, insert, delete) before it fails and is retried. "
+                                       "A revoked indexer waits for its calls in flight before it rejoins the group, "
+                                       "within Faust's 60 s rebalance timeout: hence at most 45.")
+    weaviate_consistency: Literal["ONE", "QUORUM", "ALL"] = Field(
+        "QUORUM", description="Consistency level of every write, delete and read of the collection. With 1 replica "
+                              "the three are the same; with 3, QUORUM writes and QUORUM reads overlap in one replica "
+                              "(a search sees every acknowledged chunk) and tolerate one node down.")
 
     # --- Model -------------------------------------------------------------------------------
     model: str = Field(
@@ -138,6 +151,9 @@ class Settings(BaseSettings):
     indexer_url: str = Field("", description="Base URL of the indexer's HTTP server for `freshet stats`; "
                                               "empty means http://127.0.0.1:<indexer_web_port>.")
     query_web_port: int = Field(6067, description="Query worker HTTP port (/healthz, /metrics).")
+    worker_instance: str = Field("", description="Name of this worker among several of its role (e.g. indexer-2; "
+                                                  "the local stack sets it); its Faust data directory is "
+                                                  "<home>/workers/<instance>. Empty means the role.")
 
     # --- Local stack -------------------------------------------------------------------------
     home: Path = Field(Path(".freshet"), description="Data, logs and pid files of the local stack.")

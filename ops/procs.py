@@ -80,6 +80,30 @@ def stop(pidfile: Path, *, timeout: float = 30.0) -> bool:
     return True
 
 
+def stop_all(pidfiles: Sequence[Path], *, timeout: float = 30.0) -> list[Path]:
+    """SIGTERM every process of ``pidfiles`` at once, SIGKILL what is left after ``timeout``; the
+    pid files whose process ran. At once, because the brokers of a KRaft quorum stopped one by one
+    lose their majority halfway, and the last ones then wait for a controller that is gone."""
+    running = [(p, pid) for p in pidfiles if (pid := read_pid(p)) is not None]
+    for p in pidfiles:
+        if read_pid(p) is None:
+            p.unlink(missing_ok=True)
+    for _, pid in running:
+        _signal_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(read_pid(p) is not None for p, _ in running):
+        time.sleep(0.2)
+    for p, pid in running:
+        if read_pid(p) is not None:
+            _signal_group(pid, signal.SIGKILL)
+    if any(read_pid(p) is not None for p, _ in running):
+        time.sleep(0.5)
+    for p, pid in running:
+        _reap(pid)
+        p.unlink(missing_ok=True)
+    return [p for p, _ in running]
+
+
 def _reap(pid: int) -> None:
     """Collect the exit status of a child we spawned, so it does not linger as a zombie."""
     with contextlib.suppress(ChildProcessError):  # not ours (an earlier `make up`): init reaps it
@@ -109,3 +133,18 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def free_port_pair(host: str = "127.0.0.1") -> int:
+    """A port ``p`` such that nothing listens on ``p`` nor ``p + 1`` right now (Weaviate on one host
+    wants its data port one above its gossip port, its Raft RPC port one above its Raft port)."""
+    for _ in range(100):
+        port = free_port(host)
+        if port < 65535:
+            with socket.socket() as s:
+                try:
+                    s.bind((host, port + 1))
+                except OSError:
+                    continue
+            return port
+    raise OSError(f"no two consecutive free ports found on {host}")

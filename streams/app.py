@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from freshet.settings import Settings
 
@@ -34,9 +37,32 @@ def raw_topic(app: faust.App, name: str) -> Any:
                      allow_empty=True)
 
 
+class _IdempotentProducer(faust_aiokafka.Producer):
+    """Faust's aiokafka producer with idempotence on (Faust enables it only for exactly-once
+    processing): a send aiokafka retries after a lost acknowledgement is not written twice."""
+
+    def _settings_extra(self) -> Mapping[str, Any]:
+        return {**super()._settings_extra(), "enable_idempotence": True}
+
+    async def renew(self) -> None:
+        """Replace the aiokafka producer by a new one (a new producer id). Once the broker refused a
+        record (too large for its topic), an idempotent producer's sequence numbers for that partition
+        have a gap and every later send there fails with ``OutOfOrderSequenceNumber``: aiokafka has no
+        recovery for it (Kafka's KIP-360), so freshet renews the producer and sends again."""
+        old, self._producer = self._producer, self._new_producer()
+        await self._producer.start()
+        if old is not None:
+            with contextlib.suppress(Exception):  # its sender task may have died with the error
+                await old.stop()
+
+
+class _Transport(faust_aiokafka.Transport):
+    Producer = _IdempotentProducer
+
+
 def create_app(settings: Settings, role: Role) -> tuple[faust.App, Topics]:
     """A Faust app for one worker role; its id is the consumer group."""
-    datadir = settings.home / "workers" / role
+    datadir = settings.home / "workers" / (settings.worker_instance or role)
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         f"{settings.consumer_group_prefix}-{role}",
@@ -56,10 +82,12 @@ def create_app(settings: Settings, role: Role) -> tuple[faust.App, Topics]:
         broker_commit_every=100,
         broker_commit_interval=1.0,
         broker_session_timeout=settings.kafka_session_timeout_seconds,
+        broker_rebalance_timeout=60.0,  # the fence's bound (docs/architecture.md, Fencing): drain 45 s inside it
         broker_heartbeat_interval=min(3.0, settings.kafka_session_timeout_seconds / 5),
         autodiscover=False,
         loghandlers=[],
     )
+    app.transport = _Transport(app.conf.broker_consumer, app)  # the producer above, acks=all (-1)
     topics = Topics(
         changes=raw_topic(app, settings.topic_changes),
         requests=raw_topic(app, settings.topic_requests),

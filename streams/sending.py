@@ -14,12 +14,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import structlog
 from aiokafka import errors as kafka_errors  # type: ignore[import-untyped]
 from faust.exceptions import ProducerSendError
 
 from freshet.errors import FreshetError, TransientError
 from workers.fencing import Fence
 from workers.retry import until_done
+
+log = structlog.get_logger(__name__)
 
 #: Kafka errors that mean "this record will never be accepted", whatever the wait.
 _REFUSALS: tuple[type[BaseException], ...] = tuple(
@@ -35,6 +38,26 @@ class RecordRefusedError(FreshetError):
     def __init__(self, topic: str, cause: BaseException) -> None:
         self.topic = topic
         super().__init__(f"Kafka refuses a record for {topic!r}: {type(cause).__name__}: {cause}")
+
+
+#: Errors after which an idempotent producer cannot send to the partition again (see ``renew``).
+_SEQUENCE_BROKEN: tuple[type[BaseException], ...] = tuple(
+    getattr(kafka_errors, name) for name in ("OutOfOrderSequenceNumber", "UnknownProducerId", "InvalidProducerEpoch")
+    if hasattr(kafka_errors, name))
+
+
+def _broken_sequence(exc: BaseException) -> bool:
+    cause = exc.__cause__ if isinstance(exc, ProducerSendError) and exc.__cause__ is not None else exc
+    return isinstance(cause, _SEQUENCE_BROKEN)
+
+
+async def _renew_producer(topic: Any) -> None:
+    """Give the app a new producer (streams.app's idempotent producer can renew itself)."""
+    producer = getattr(getattr(topic, "app", None), "producer", None)
+    renew = getattr(producer, "renew", None)
+    if renew is not None:
+        log.warning("producer_renewed", topic=topic.get_topic_name())
+        await renew()
 
 
 def classify(topic: str, exc: BaseException) -> FreshetError:
@@ -79,7 +102,10 @@ async def send_all(topic: Any, messages: list[dict[str, Any]], *, what: str, fen
                 await fut
         except (kafka_errors.KafkaError, ProducerSendError) as exc:
             await asyncio.gather(*futures, return_exceptions=True)  # retrieve every outcome before retrying
-            raise classify(topic.get_topic_name(), exc) from exc
+            error = classify(topic.get_topic_name(), exc)
+            if isinstance(error, RecordRefusedError) or _broken_sequence(exc):
+                await _renew_producer(topic)
+            raise error from exc
 
     if messages:
         await until_done(once, what=what)

@@ -37,7 +37,9 @@ def build(settings: Settings, role: Role) -> faust.App:
                                            batch_size=settings.embed_batch_size)
     store = WeaviateChunkStore(host=settings.weaviate_host, http_port=settings.weaviate_http_port,
                                grpc_port=settings.weaviate_grpc_port, collection=settings.collection,
-                               metadata_fields=settings.metadata_schema)
+                               metadata_fields=settings.metadata_schema,
+                               replication_factor=settings.weaviate_replication_factor,
+                               consistency=settings.weaviate_consistency, timeout=settings.weaviate_timeout_seconds)
     health = web.Health(role)
     instance = f"{role}@{socket.gethostname()}:{os.getpid()}"
     if role == "indexer":

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import structlog
 import weaviate
 import weaviate.classes as wvc
+from weaviate.classes.init import AdditionalConfig, Timeout
 from weaviate.collections import CollectionAsync
 from weaviate.exceptions import (
     UnexpectedStatusCodeError,
@@ -92,11 +93,21 @@ _NO_TENANT = ""
 
 
 class WeaviateChunkStore:
-    """Chunks in one Weaviate collection (HNSW, cosine; BM25 over text and title)."""
+    """Chunks in one Weaviate collection (HNSW, cosine; BM25 over text and title).
+
+    ``replication_factor`` is used when the store creates the collection (None: Weaviate's default,
+    1) and checked against an existing one (a difference is logged, never changed: Weaviate cannot
+    lower it, and raising it moves every shard). Every write, delete and read runs at
+    ``consistency`` (QUORUM by default: with 3 replicas a read then overlaps every acknowledged write).
+    """
 
     def __init__(self, *, host: str, http_port: int, grpc_port: int, collection: str,
-                 metadata_fields: Mapping[str, str] | None = None) -> None:
+                 metadata_fields: Mapping[str, str] | None = None, replication_factor: int | None = None,
+                 consistency: str = "QUORUM", timeout: float = 30.0) -> None:
         self._metadata_fields = dict(metadata_fields or {})
+        self._timeout = timeout
+        self._replication_factor = replication_factor
+        self._consistency = wvc.config.ConsistencyLevel(consistency)
         self._host = host
         self._http_port = http_port
         self._grpc_port = grpc_port
@@ -110,12 +121,14 @@ class WeaviateChunkStore:
         client = weaviate.use_async_with_custom(
             http_host=self._host, http_port=self._http_port, http_secure=False,
             grpc_host=self._host, grpc_port=self._grpc_port, grpc_secure=False,
+            additional_config=AdditionalConfig(timeout=Timeout(init=10, query=self._timeout, insert=self._timeout)),
         )
         try:
             await client.connect()
             if not await client.collections.exists(self._collection_name):
                 await self._create(client)
             await self._add_missing_metadata_properties(client)
+            await self._check_replication(client)
         except (WeaviateConnectionError, OSError) as exc:
             await client.close()
             raise StoreUnavailableError(
@@ -137,12 +150,35 @@ class WeaviateChunkStore:
                 inverted_index_config=wvc.config.Configure.inverted_index(
                     index_null_state=True, index_timestamps=False
                 ),
+                replication_config=self._replication_config(),
             )
-            log.info("collection_created", collection=self._collection_name)
+            log.info("collection_created", collection=self._collection_name,
+                     replication_factor=self._replication_factor or 1)
         except WeaviateBaseError as exc:
             # Another worker may have created it between exists() and create().
             if not await client.collections.exists(self._collection_name):
                 raise StoreError(f"cannot create collection {self._collection_name!r}: {exc}") from exc
+
+    def _replication_config(self) -> Any:
+        """Replicas as configured; conflicts between replicas (a delete one node missed while down)
+        are resolved by the latest change, which is what a replayed or re-created document needs."""
+        factor = self._replication_factor
+        if factor is None:
+            return None
+        strategy = wvc.config.ReplicationDeletionStrategy.TIME_BASED_RESOLUTION if factor > 1 else None
+        return wvc.config.Configure.replication(factor=factor, deletion_strategy=strategy)
+
+    async def _check_replication(self, client: weaviate.WeaviateAsyncClient) -> None:
+        if self._replication_factor is None:
+            return
+        config = await client.collections.use(self._collection_name).config.get()
+        actual = config.replication_config.factor
+        if actual != self._replication_factor:
+            log.warning("collection_replication_mismatch", collection=self._collection_name, actual=actual,
+                        configured=self._replication_factor,
+                        hint="Weaviate keeps a collection's replication factor: set "
+                             "FRESHET_WEAVIATE_REPLICATION_FACTOR to match it, or start from an empty stack "
+                             "(make clean) to create it anew")
 
     async def _add_missing_metadata_properties(self, client: weaviate.WeaviateAsyncClient) -> None:
         """A metadata field declared after the collection was created becomes a new property."""
@@ -162,7 +198,7 @@ class WeaviateChunkStore:
     def _collection(self) -> CollectionAsync[Any, Any]:
         if self._client is None:
             raise StoreUnavailableError("the Weaviate store is not started; call start() first")
-        return self._client.collections.use(self._collection_name)
+        return self._client.collections.use(self._collection_name).with_consistency_level(self._consistency)
 
     async def upsert(self, records: Sequence[ChunkRecord]) -> None:
         """Write every record, or raise: :class:`ObjectRejectedError` when Weaviate rejected some for

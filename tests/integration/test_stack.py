@@ -13,7 +13,7 @@ pytestmark = pytest.mark.integration
 
 def test_kafka_broker_reports_its_version(endpoints: Endpoints) -> None:
     info = broker_info(endpoints.bootstrap)
-    assert info.brokers == 1
+    assert info.brokers >= 1
     assert info.api_version.startswith("3.9")
     assert info.cluster_id
 
