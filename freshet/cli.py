@@ -255,7 +255,14 @@ def _register_bench_query() -> None:
     bench.add_command(query_command, "query")
 
 
+def _register_bench_scale() -> None:
+    from ops.bench.scale import scale_command
+
+    bench.add_command(scale_command, "scale")
+
+
 _register_bench_query()
+_register_bench_scale()
 
 
 @bench.command("edits")

@@ -151,6 +151,10 @@ class Settings(BaseSettings):
     indexer_url: str = Field("", description="Base URL of the indexer's HTTP server for `freshet stats`; "
                                               "empty means http://127.0.0.1:<indexer_web_port>.")
     query_web_port: int = Field(6067, description="Query worker HTTP port (/healthz, /metrics).")
+    state_store: Literal["rocksdb", "memory"] = Field(
+        "rocksdb", description="Local store of the indexer's state table: rocksdb keeps it on disk in the worker's "
+                               "data directory with the changelog offset it holds, so a restart or an assignment "
+                               "reads only newer changelog records; memory rebuilds it from the whole changelog.")
     worker_instance: str = Field("", description="Name of this worker among several of its role (e.g. indexer-2; "
                                                   "the local stack sets it); its Faust data directory is "
                                                   "<home>/workers/<instance>. Empty means the role.")

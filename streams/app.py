@@ -14,6 +14,11 @@ from freshet.settings import Settings
 
 Role = Literal["indexer", "query"]
 
+#: Faust store URL per ``FRESHET_STATE_STORE``: RocksDB keeps each state-table partition on disk with
+#: the changelog offset it holds, so an assignment reads only the records after it
+#: (streams/state.py, docs/architecture.md "State that scales"); memory rebuilds it from the whole changelog.
+STORES = {"rocksdb": "rocksdb://", "memory": "memory://"}
+
 
 @dataclass(frozen=True)
 class Topics:
@@ -61,13 +66,14 @@ class _Transport(faust_aiokafka.Transport):
 
 
 def create_app(settings: Settings, role: Role) -> tuple[faust.App, Topics]:
-    """A Faust app for one worker role; its id is the consumer group."""
+    """A Faust app for one worker role; its id is the consumer group. Its data directory (the RocksDB
+    state of the indexer's table among it) is per worker, so workers on one machine never share one."""
     datadir = settings.home / "workers" / (settings.worker_instance or role)
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         f"{settings.consumer_group_prefix}-{role}",
         broker=[f"kafka://{hp}" for hp in settings.bootstrap_servers.split(",")],
-        store="memory://",
+        store=STORES[settings.state_store],
         datadir=str(datadir),
         web_enabled=True,
         web_bind=settings.web_bind,

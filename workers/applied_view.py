@@ -8,14 +8,24 @@ until the record arrives, so a reply shows the old version or, once the record i
 one, never a mix. Chunks of a document the view does not know yet are not admitted either.
 A chunk id is a hash of the chunk's content and place, so a chunk shared by two versions is
 rightly admitted under either.
+
+**Memory.** The view holds live documents only, and their chunk ids packed: a chunk id is a UUID
+(uuid5, :mod:`workers.ids`), kept as its 16 bytes in one ``bytes`` per document rather than as a
+set of 36-character strings (an id that is not a canonical UUID, from another producer, is kept
+as text). A deleted document is forgotten: only its key and deleted version stay, in a window of
+the last :data:`DELETES_REMEMBERED` deletes (oldest out first), so memory follows the live index,
+not the history of deletes. Within the window, a fence on a deleted document is met by the delete
+(a fence for version v of a document deleted at version >= v); a fence naming a document deleted
+before the window waits like one naming a document never applied (until it is, or the deadline).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from schemas.applied import AppliedRecord, ProgressRecord
@@ -23,12 +33,67 @@ from schemas.change import document_key
 from schemas.search import DocFence, OffsetFence
 from workers.store import StoredHit
 
+DELETES_REMEMBERED = 65_536
+"""Deletes the view keeps (key and version) so that fences on just-deleted documents are met; a
+delete costs about 150 bytes in it, so the window is bounded at about 10 MB whatever the history."""
+
+_NO_TEXT: frozenset[str] = frozenset()
+
+
+def _uuid_bytes(chunk_id: str) -> bytes | None:
+    """The 16 bytes of a canonical (lower-case, hyphenated) UUID, else None."""
+    if len(chunk_id) != 36:
+        return None
+    try:
+        u = uuid.UUID(chunk_id)
+    except ValueError:
+        return None
+    return u.bytes if str(u) == chunk_id else None
+
 
 @dataclass(frozen=True, slots=True)
 class AppliedDoc:
+    """The applied version of a live document and its chunk ids, packed (see the module notes)."""
+
     version: int
-    chunk_ids: frozenset[str]
-    deleted: bool
+    packed: bytes
+    """The chunk ids that are canonical UUIDs, 16 bytes each, sorted."""
+    text: frozenset[str] = _NO_TEXT
+    """The other chunk ids, as they are."""
+
+    @classmethod
+    def of(cls, version: int, chunk_ids: Iterable[str]) -> AppliedDoc:
+        raw: set[bytes] = set()
+        text: set[str] = set()
+        for cid in chunk_ids:
+            b = _uuid_bytes(cid)
+            if b is None:
+                text.add(cid)
+            else:
+                raw.add(b)
+        return cls(version, b"".join(sorted(raw)), frozenset(text) if text else _NO_TEXT)
+
+    def __len__(self) -> int:
+        return len(self.packed) // 16 + len(self.text)
+
+    def __contains__(self, chunk_id: object) -> bool:
+        if not isinstance(chunk_id, str):
+            return False
+        b = _uuid_bytes(chunk_id)
+        if b is None:
+            return chunk_id in self.text
+        at = self.packed.find(b)
+        while at != -1:  # a match must start on a 16-byte boundary
+            if at % 16 == 0:
+                return True
+            at = self.packed.find(b, at + 1)
+        return False
+
+    @property
+    def chunk_ids(self) -> frozenset[str]:
+        """Every chunk id, as text (built on each call: for probes and tests, not the search path)."""
+        p = self.packed
+        return frozenset(str(uuid.UUID(bytes=p[i:i + 16])) for i in range(0, len(p), 16)) | self.text
 
 
 Fence = DocFence | Sequence[OffsetFence]
@@ -37,14 +102,16 @@ Fence = DocFence | Sequence[OffsetFence]
 class AppliedView:
     """Document key -> applied version and chunks; changes partition -> handled position."""
 
-    def __init__(self) -> None:
+    def __init__(self, deletes_remembered: int = DELETES_REMEMBERED) -> None:
         self._docs: dict[str, AppliedDoc] = {}
+        self._gone: dict[str, int] = {}
+        """Recently deleted documents: key -> deleted version, oldest first."""
+        self._gone_max = deletes_remembered
         self._through: dict[int, int] = {}
         self._updated = asyncio.Event()
         self.records = 0
         self.chunks = 0
         """Chunks of the applied versions of all documents."""
-        self._live = 0
         self.recent: deque[tuple[AppliedRecord, frozenset[str]]] = deque(maxlen=100)
         """Recently applied upserts with their new chunk ids (not in the previous version): the
         searchability probe's sample; kept only once :attr:`track_recent` is set (after the replay
@@ -56,17 +123,32 @@ class AppliedView:
         self.records += 1
         if isinstance(record, ProgressRecord):
             self._through[record.partition] = max(record.through, self._through.get(record.partition, 0))
-        else:
-            key = document_key(record.tenant, record.doc_id)
-            prev = self._docs.get(key)
-            if prev is None or record.version >= prev.version:
-                doc = AppliedDoc(record.version, frozenset(record.chunk_ids), record.op == "delete")
-                self.chunks += len(doc.chunk_ids) - (len(prev.chunk_ids) if prev is not None else 0)
-                self._live += (not doc.deleted) - (prev is not None and not prev.deleted)
-                new = doc.chunk_ids - (prev.chunk_ids if prev is not None else frozenset())
-                if new and not doc.deleted and self.track_recent:
-                    self.recent.append((record, new))
-                self._docs[key] = doc
+            return
+        key = document_key(record.tenant, record.doc_id)
+        prev = self._docs.get(key)
+        known = prev.version if prev is not None else self._gone.get(key)
+        if known is not None and record.version < known:
+            return  # an older record read late changes nothing
+        if record.op == "delete":
+            self._forget(key, prev, record.version)
+            return
+        doc = AppliedDoc.of(record.version, record.chunk_ids)
+        self._gone.pop(key, None)
+        self.chunks += len(doc) - (len(prev) if prev is not None else 0)
+        if self.track_recent:
+            new = doc.chunk_ids - (prev.chunk_ids if prev is not None else _NO_TEXT)
+            if new:
+                self.recent.append((record, new))
+        self._docs[key] = doc
+
+    def _forget(self, key: str, prev: AppliedDoc | None, version: int) -> None:
+        if prev is not None:
+            del self._docs[key]
+            self.chunks -= len(prev)
+        self._gone.pop(key, None)  # re-inserted last: the window drops the oldest deletes first
+        self._gone[key] = version
+        while len(self._gone) > self._gone_max:
+            del self._gone[next(iter(self._gone))]
 
     def notify(self) -> None:
         """Wake the requests waiting on a fence (after a run of :meth:`apply`)."""
@@ -74,16 +156,25 @@ class AppliedView:
         self._updated = asyncio.Event()
 
     def doc(self, tenant: str | None, doc_id: str) -> AppliedDoc | None:
+        """The applied version of a live document; None for one unknown or deleted."""
         return self._docs.get(document_key(tenant, doc_id))
 
     def __len__(self) -> int:
         """Documents applied and not deleted."""
-        return self._live
+        return len(self._docs)
+
+    def positions(self) -> dict[int, int]:
+        """A copy of the handled position per changes partition: every record of partition ``p``
+        below ``positions()[p]`` is applied in this view (from the progress records; a partition
+        without one is absent). Changing the copy changes nothing in the view."""
+        return dict(self._through)
 
     def satisfied(self, fence: Fence) -> bool:
         if isinstance(fence, DocFence):
-            doc = self.doc(fence.tenant, fence.doc_id)
-            return doc is not None and doc.version >= fence.min_version
+            key = document_key(fence.tenant, fence.doc_id)
+            doc = self._docs.get(key)
+            version = doc.version if doc is not None else self._gone.get(key)
+            return version is not None and version >= fence.min_version
         return all(self._through.get(f.partition, 0) > f.offset for f in fence)
 
     async def wait(self, fence: Fence, timeout: float | None) -> bool:
@@ -106,6 +197,6 @@ class AppliedView:
         for h in hits:
             tenant = str(h.properties.get("tenant") or "") or None
             doc = self.doc(tenant, str(h.properties.get("doc_id", "")))
-            if doc is not None and not doc.deleted and h.id in doc.chunk_ids:
+            if doc is not None and h.id in doc:
                 out.append((h, doc.version))
         return out
