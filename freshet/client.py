@@ -24,7 +24,7 @@ from kafka.errors import KafkaError
 from freshet.errors import FreshetError, TransientError
 from schemas.applied import AppliedRecord, parse_applied
 from schemas.change import ChangeEvent, document_key
-from schemas.search import CORRELATION_HEADER, REQUEST_ID_HEADER, SearchReply, SearchRequest
+from schemas.search import CORRELATION_HEADER, REQUEST_ID_HEADER, OffsetFence, SearchReply, SearchRequest
 
 log = structlog.get_logger(__name__)
 
@@ -88,12 +88,50 @@ def read_to_end(bootstrap: str, topic: str, *, missing_ok: bool = True) -> list[
         consumer.close()
 
 
-class DocumentPublisher:
-    """Publishes :class:`ChangeEvent` records keyed by document identity."""
+class Session:
+    """What one client has seen of the changes topic, for session consistency across query workers.
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    It keeps, per changes partition, the highest position the client knows to exist: past its own
+    writes (``saw_write``, called by a :class:`DocumentPublisher` given this session) and the views
+    its replies were answered from (``saw_reply``, called by a :class:`SearchClient` given it).
+    :meth:`fence` turns them into offset fences: a worker answers a request carrying them only once
+    its applied view has reached every one, so the client never reads back in time (monotonic reads,
+    and read-your-writes for its own writes), whichever query worker answers. Thread-safe.
+    """
+
+    def __init__(self) -> None:
+        self._through: dict[int, int] = {}
+        self._lock = threading.Lock()
+
+    def _see(self, partition: int, through: int) -> None:
+        with self._lock:
+            if through > self._through.get(partition, 0):
+                self._through[partition] = through
+
+    def saw_write(self, position: Position) -> None:
+        """The client wrote a record there: its next searches must see it."""
+        self._see(position.partition, position.offset + 1)
+
+    def saw_reply(self, reply: SearchReply) -> None:
+        """The client was answered from this view: its next searches must not see less."""
+        for v in reply.view:
+            self._see(v.partition, v.through)
+
+    def fence(self) -> list[OffsetFence] | None:
+        """The offset fences of the next request (None before anything was seen)."""
+        with self._lock:
+            fences = [OffsetFence(partition=p, offset=t - 1) for p, t in sorted(self._through.items()) if t > 0]
+        return fences or None
+
+
+class DocumentPublisher:
+    """Publishes :class:`ChangeEvent` records keyed by document identity; with a ``session``, each
+    acknowledged write moves that session's fence past it."""
+
+    def __init__(self, bootstrap: str, topic: str, *, session: Session | None = None) -> None:
         self._topic = topic
         self._producer = _producer(bootstrap)
+        self._session = session
 
     def publish(self, event: ChangeEvent) -> Future[Position]:
         """Send ``event``; the future resolves to its position once the broker acknowledged it."""
@@ -106,9 +144,14 @@ class DocumentPublisher:
     def _send(self, key: bytes, value: bytes | None) -> Future[Position]:
         out: Future[Position] = Future()
         fut = self._producer.send(self._topic, key=key, value=value)
-        fut.add_callback(lambda md: out.set_result(Position(md.topic, md.partition, md.offset)))
+        fut.add_callback(lambda md: self._acknowledged(out, Position(md.topic, md.partition, md.offset)))
         fut.add_errback(lambda exc: out.set_exception(TransientError(f"publish failed: {exc}")))
         return out
+
+    def _acknowledged(self, out: Future[Position], position: Position) -> None:
+        if self._session is not None:
+            self._session.saw_write(position)
+        out.set_result(position)
 
     def flush(self, timeout: float | None = None) -> None:
         self._producer.flush(timeout)
@@ -156,7 +199,11 @@ class SearchClient:
     :class:`TransientError`. Replies are matched by the ``correlation_id`` header.
     """
 
-    def __init__(self, bootstrap: str, *, request_topic: str, reply_topic: str, timeout: float = 30.0) -> None:
+    def __init__(self, bootstrap: str, *, request_topic: str, reply_topic: str, timeout: float = 30.0,
+                 session: Session | None = None) -> None:
+        self.session = session
+        """With a :class:`Session`, every request without its own ``consistency`` carries the session's
+        fence, and every reply moves the session forward (see :class:`Session`)."""
         self._request_topic = request_topic
         self._reply_topic = reply_topic
         self._timeout = timeout
@@ -174,6 +221,8 @@ class SearchClient:
         reply = SearchReply.model_validate_json(record.value)  # unreadable: the future stays, then expires
         with self._lock:
             fut, _ = self._pending.pop(rid, (None, 0.0))
+        if self.session is not None and reply.status == "ok":
+            self.session.saw_reply(reply)
         if fut is not None and not fut.done():
             fut.set_result(reply)
 
@@ -198,6 +247,8 @@ class SearchClient:
         :class:`TransientError` when no reply came within ``timeout`` seconds."""
         wait = timeout or self._timeout
         fields.setdefault("deadline_ms", int(wait * 1000))
+        if self.session is not None and fields.get("consistency") is None:
+            fields["consistency"] = self.session.fence()
         req = SearchRequest(request_id=fields.pop("request_id", None) or uuid.uuid4().hex, query=query,
                             reply_to=self._reply_topic, **fields)
         fut: Future[SearchReply] = Future()

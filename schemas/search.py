@@ -192,6 +192,14 @@ class ReplyError(BaseModel):
     message: str
 
 
+class ViewPosition(BaseModel):
+    """How far the answering worker's applied view reached on one changes partition."""
+
+    partition: int = Field(ge=0)
+    through: int = Field(ge=0, description="Every record of the partition below this offset was applied in the "
+                                           "view the hits were admitted by.")
+
+
 class SearchReply(BaseModel):
     """The answer to one :class:`SearchRequest`."""
 
@@ -200,6 +208,10 @@ class SearchReply(BaseModel):
     hits: list[Hit] = Field(default_factory=list)
     timings: Timings = Field(default_factory=Timings)
     error: ReplyError | None = None
+    view: list[ViewPosition] = Field(default_factory=list, description=(
+        "The answering worker's applied view per changes partition (ok replies). Sent back as the offset fences "
+        "of the next request (SearchClient's session), it keeps a client from reading back in time when its "
+        "requests go to different query workers."))
 
 
 def parse_request(value: bytes | None) -> SearchRequest:

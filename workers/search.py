@@ -27,6 +27,7 @@ from schemas.search import (
     SearchReply,
     SearchRequest,
     Timings,
+    ViewPosition,
 )
 from workers.applied_view import AppliedView
 from workers.embedding import BatchingEmbedder, Embedder, EmbeddingCache, Vector, embed_off_loop
@@ -166,6 +167,7 @@ class Searcher:
             limit=fetch_limit(req.top_k, self._overfetch, req.group_by_doc),
         ))
         admitted = self.view.admit(stored)
+        seen = self.view.positions()  # the view the hits were admitted by (no await in between)
         self.stats.hits_withheld += len(stored) - len(admitted)
         if req.group_by_doc:
             admitted = best_per_doc(admitted)
@@ -174,6 +176,7 @@ class Searcher:
             request_id=req.request_id, status="ok", hits=[to_hit(h, v) for h, v in admitted[:req.top_k]],
             timings=Timings(wait_ms=(t1 - t0) * 1e3, embed_ms=(t2 - t1) * 1e3, search_ms=(t3 - t2) * 1e3,
                             total_ms=(t3 - t0) * 1e3),
+            view=[ViewPosition(partition=p, through=t) for p, t in sorted(seen.items())],
         )
 
     async def _vector(self, query: str) -> Vector:

@@ -90,5 +90,7 @@ def test_a_killed_broker_loses_no_state(own_kafka: tuple[Settings, Stack]) -> No
         assert time.monotonic() < deadline, f"only {done} of {len(events)} applied after the broker came back"
         time.sleep(2)
     log = (settings.home / "logs" / "indexer.log").read_text(encoding="utf-8")
-    assert "transient_fault_retrying" in log, "the outage was never noticed: the test did not test it"
+    # A send in flight when the broker died: freshet retried it, or (idempotent producer) aiokafka did
+    assert "transient_fault_retrying" in log or "Got error produce response" in log, (
+        "no send was in flight during the outage: the test did not test it")
     assert run_verify(settings) == []
