@@ -60,9 +60,30 @@ def ensure_kafka(cache: Path, version: str) -> Path:
 
 def ensure_weaviate(cache: Path, version: str) -> Path:
     """The ``weaviate-server`` binary, built from its Go module on first use (a few minutes)."""
-    binary = weaviate_binary(cache, version)
-    if binary.is_file():
-        return binary
+    return ensure_go_binary(cache, "weaviate", WEAVIATE_MODULE, version, binary="weaviate-server", what="Weaviate")
+
+
+def ensure_go_binary(cache: Path, name: str, module: str, version: str, *, binary: str | None = None,
+                     what: str | None = None) -> Path:
+    """``<cache>/<name>-<version>/bin/<binary>`` (default ``binary`` = ``name``), built by
+    ``go install module@version`` through the Go module proxy on first use."""
+    final = cache / f"{name}-{version}"
+    path = final / "bin" / (binary or name)
+    if path.is_file():
+        return path
+    with _locked(cache, final.name):
+        if path.is_file():
+            return path
+        _need("go", "Go 1.26 or newer")
+        tmp = cache / f".{final.name}.tmp{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        env = {**os.environ, "GOBIN": str(tmp / "bin"), "GOFLAGS": "-buildvcs=false"}
+        _run(["go", "install", f"{module}@{version}"], env=env,
+             what=f"{what or name} {version} from the Go module proxy (first run only)",
+             log=cache / f"{final.name}.install.log")
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+    return path
     with _locked(cache, f"weaviate-{version}"):
         if binary.is_file():
             return binary

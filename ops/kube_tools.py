@@ -37,7 +37,7 @@ import click
 
 from freshet.errors import StackError
 from freshet.settings import Settings
-from ops.install import _locked, _need, _run
+from ops.install import _locked, _run, ensure_go_binary
 
 HELM_MODULE = "helm.sh/helm/v4/cmd/helm"
 HELM_VERSION = "v4.3.2"
@@ -68,30 +68,9 @@ class Tools:
 
 def ensure_tools(cache: Path) -> Tools:
     """helm, kubeconform and the schemas, each installed on first use."""
-    return Tools(helm=ensure_go_tool(cache, "helm", HELM_MODULE, HELM_VERSION),
-                 kubeconform=ensure_go_tool(cache, "kubeconform", KUBECONFORM_MODULE, KUBECONFORM_VERSION),
+    return Tools(helm=ensure_go_binary(cache, "helm", HELM_MODULE, HELM_VERSION),
+                 kubeconform=ensure_go_binary(cache, "kubeconform", KUBECONFORM_MODULE, KUBECONFORM_VERSION),
                  schemas=ensure_schemas(cache))
-
-
-def ensure_go_tool(cache: Path, name: str, module: str, version: str) -> Path:
-    """``<cache>/<name>-<version>/bin/<name>``, built by ``go install module@version`` on first use."""
-    final = cache / f"{name}-{version}"
-    binary = final / "bin" / name
-    if binary.is_file():
-        return binary
-    with _locked(cache, final.name):
-        if binary.is_file():
-            return binary
-        _need("go", "Go 1.26 or newer")
-        tmp = cache / f".{final.name}.tmp{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        env = {**os.environ, "GOBIN": str(tmp / "bin"), "GOFLAGS": "-buildvcs=false"}
-        _run(["go", "install", f"{module}@{version}"], env=env,
-             what=f"{name} {version} from the Go module proxy (first run only)",
-             log=cache / f"{final.name}.install.log")
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
-    return binary
 
 
 def ensure_schemas(cache: Path) -> Path:

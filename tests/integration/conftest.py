@@ -100,3 +100,14 @@ def isolated(endpoints: Endpoints, tmp_path: Path) -> Iterator[Settings]:
     settings = make_settings(endpoints, tmp_path)
     yield settings
     drop_pipeline(settings)
+
+
+@pytest.fixture
+def indexer_only(endpoints: Endpoints, tmp_path: Path) -> Iterator[Settings]:
+    """An indexer (no query worker) on its own topics and collection, for one test."""
+    settings = make_settings(endpoints, tmp_path)
+    stack = Stack(settings)
+    stack.up(["indexer"])
+    yield settings
+    stack.down(["indexer"])
+    drop_pipeline(settings)

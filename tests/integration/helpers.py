@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import httpx
 from kafka import KafkaConsumer, KafkaProducer
 from weaviate.classes.query import Filter
 
@@ -62,3 +64,16 @@ def stored(settings: Settings, doc_id: str) -> dict[str, dict[str, Any]]:
         return {str(o.uuid): dict(o.properties) for o in res.objects}
     finally:
         client.close()
+
+
+def wait_healthy(url: str, log: Path, timeout: float = 240.0) -> None:
+    """Until the worker at ``url`` (its /healthz) answers 200; fail naming its log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    raise AssertionError(f"{url} not ready after {timeout:.0f} s; log: {log}")

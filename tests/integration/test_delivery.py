@@ -18,7 +18,7 @@ from freshet.publishing import publish_events
 from freshet.settings import Settings
 from freshet.verify import run_verify
 from ops import procs
-from ops.stack import Stack, drop_pipeline, isolated
+from ops.stack import Stack, isolated
 from schemas.change import ChangeEvent
 from tests.integration.conftest import make_settings
 from tests.integration.helpers import records_now
@@ -34,16 +34,6 @@ def docs(n: int, version: int = 1, prefix: str = "d") -> list[ChangeEvent]:
 
 def publish(settings: Settings, events: list[ChangeEvent]) -> None:
     publish_events(settings, events, wait=False, timeout=0)
-
-
-@pytest.fixture
-def indexer_only(endpoints, tmp_path: Path) -> Iterator[Settings]:  # type: ignore[no-untyped-def]
-    settings = make_settings(endpoints, tmp_path)
-    stack = Stack(settings)
-    stack.up(["indexer"])
-    yield settings
-    stack.down(["indexer"])
-    drop_pipeline(settings)
 
 
 def test_a_killed_indexer_resumes_and_the_index_equals_a_clean_run(indexer_only: Settings,

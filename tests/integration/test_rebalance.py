@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from kafka import KafkaProducer
 
@@ -29,7 +28,7 @@ from ops import procs
 from ops.stack import Stack, drop_pipeline
 from tests.chaos.workload import Workload, generate
 from tests.integration.conftest import make_settings
-from tests.integration.helpers import records_now
+from tests.integration.helpers import records_now, wait_healthy
 from workers.fencing import GENERATION_HEADER, WRITER_HEADER, fence_violations, header
 
 pytestmark = pytest.mark.integration
@@ -52,15 +51,7 @@ def start(settings: Settings) -> None:
     env = {**os.environ, **settings.as_env(), "PYTHONUNBUFFERED": "1"}
     procs.spawn([sys.executable, "-m", "freshet.cli", "worker", "indexer"], log=settings.home / "logs" / "indexer.log",
                 pidfile=settings.home / "run" / "indexer.pid", env=env)
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(settings.worker_url("indexer", "/healthz"), timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    raise AssertionError(f"the second indexer did not become ready; log: {settings.home / 'logs' / 'indexer.log'}")
+    wait_healthy(settings.worker_url("indexer", "/healthz"), settings.home / "logs" / "indexer.log")
 
 
 def publish_slowly(settings: Settings, work: Workload, seconds: float) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,20 +23,9 @@ from ops import procs
 from ops.stack import Stack, drop_pipeline
 from schemas.change import ChangeEvent
 from tests.integration.conftest import make_settings
+from tests.integration.helpers import wait_healthy
 
 pytestmark = pytest.mark.integration
-
-
-def wait_ready(url: str, log: Path) -> None:
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    raise AssertionError(f"{url} not ready; log: {log}")
 
 
 @pytest.fixture
@@ -51,7 +39,7 @@ def two_query_workers(endpoints, tmp_path: Path) -> Iterator[tuple[Settings, Set
     log = second.home / "logs" / "query.log"
     procs.spawn([sys.executable, "-m", "freshet.cli", "worker", "query"], log=log,
                 pidfile=second.home / "run" / "query.pid", env=env)
-    wait_ready(second.worker_url("query", "/healthz"), log)
+    wait_healthy(second.worker_url("query", "/healthz"), log)
     yield first, second
     Stack(second).down(["query"])
     Stack(first).down(["indexer", "query"])

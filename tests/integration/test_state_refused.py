@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from kafka import KafkaAdminClient
@@ -27,10 +25,8 @@ from kafka.partitioner.default import murmur2
 from freshet.publishing import publish_events
 from freshet.settings import Settings
 from freshet.verify import run_verify, state_topic
-from ops.stack import Stack, drop_pipeline
 from schemas.applied import AppliedRecord, parse_applied
 from schemas.change import ChangeEvent, document_key
-from tests.integration.conftest import make_settings
 from tests.integration.helpers import publish_and_wait, records_now
 
 pytestmark = pytest.mark.integration
@@ -49,16 +45,6 @@ def partition_of(doc_id: str, partitions: int) -> int:
 def small(doc_id: str) -> ChangeEvent:
     return ChangeEvent(doc_id=doc_id, op="upsert", version=1,
                        content=f"# {doc_id}\n\nA short note that fits in a single chunk, its state in a small record.")
-
-
-@pytest.fixture
-def indexer(endpoints, tmp_path: Path) -> Iterator[Settings]:  # type: ignore[no-untyped-def]
-    settings = make_settings(endpoints, tmp_path)
-    stack = Stack(settings)
-    stack.up(["indexer"])
-    yield settings
-    stack.down(["indexer"])
-    drop_pipeline(settings)
 
 
 def set_max_message_bytes(settings: Settings, value: int) -> None:
@@ -80,8 +66,8 @@ def applied_versions(settings: Settings) -> dict[str, int]:
     return out
 
 
-def test_a_refused_state_is_waited_for_not_lost(indexer: Settings) -> None:
-    settings = indexer
+def test_a_refused_state_is_waited_for_not_lost(indexer_only: Settings) -> None:
+    settings = indexer_only
     parts = settings.topic_partitions
     target = partition_of("big.md", parts)
     followers = [f"after-{i}.md" for i in range(50) if partition_of(f"after-{i}.md", parts) == target][:3]
