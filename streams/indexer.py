@@ -48,6 +48,7 @@ from workers.indexing import Applied, Indexer
 from workers.log_reader import LogReader, LogRecord
 from workers.planning import DocState, Sourced
 from workers.retry import until_done
+from workers.stalls import watched
 
 log = structlog.get_logger(__name__)
 
@@ -93,7 +94,7 @@ def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexe
             await until_done(indexer.start, what="indexer_start")
             health.ready = True
             async for events in stream.take_events(settings.index_batch_size, within=settings.index_linger_seconds):
-                async with busy:
+                async with busy, watched("batch", events=len(events)):
                     try:
                         await _batch(list(events))
                     except FencedError as exc:  # the partitions are moving: their next owner redoes it
@@ -129,7 +130,7 @@ def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexe
         parts = mine()
         if not health.ready or app.rebalancing or busy.locked() or not parts:
             return
-        async with busy:
+        async with busy, watched("tail_check", partitions=parts):
             try:
                 with fence.lease(parts):
                     bounds = await until_done(reader.bounds, parts, what="read_offsets")
@@ -162,7 +163,7 @@ def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexe
         """Delete the old chunks of documents whose grace period has passed."""
         if not health.ready or app.rebalancing:
             return
-        async with busy:
+        async with busy, watched("sweep"):
             try:
                 parts = mine()
                 with fence.lease(parts):

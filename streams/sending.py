@@ -57,7 +57,36 @@ async def _renew_producer(topic: Any) -> None:
     renew = getattr(producer, "renew", None)
     if renew is not None:
         log.warning("producer_renewed", topic=topic.get_topic_name())
-        await renew()
+        try:
+            await asyncio.wait_for(renew(), ack_timeout(topic))
+        except TimeoutError as exc:  # the new producer did not start (no producer id from the broker)
+            raise TransientError(f"a new producer for {topic.get_topic_name()!r} did not start within "
+                                 f"{ack_timeout(topic):.0f} s") from exc
+
+
+def ack_timeout(topic: Any) -> float:
+    """How long a send waits for the broker's acknowledgement before it counts as lost: two producer
+    request timeouts (one for the record's batch, one for its request) and a margin. aiokafka fails a
+    record within that time unless its producer is stuck (a sender task that died, a producer id it
+    never got): a wait without a bound would then hold the partition silently for ever."""
+    conf = getattr(getattr(topic, "app", None), "conf", None)
+    request = float(getattr(conf, "producer_request_timeout", 30.0))
+    return 2 * request + min(10.0, request)
+
+
+def producer_state(topic: Any) -> dict[str, Any]:
+    """What the app's aiokafka producer looks like (for the log line of a send that was not acknowledged)."""
+    try:
+        inner = getattr(getattr(topic.app, "producer", None), "_producer", None)
+        sender = getattr(inner, "_sender", None)
+        task = getattr(sender, "sender_task", None)
+        txn = getattr(inner, "_txn_manager", None)
+        error = task.exception() if task is not None and task.done() and not task.cancelled() else None
+        return {"producer_started": inner is not None, "sender_running": task is not None and not task.done(),
+                "sender_error": repr(error) if error is not None else None,
+                "producer_id": txn.producer_id if txn is not None else None}
+    except Exception as exc:  # noqa: BLE001 - a diagnostic never fails the send path
+        return {"producer_state_unknown": f"{type(exc).__name__}: {exc}"}
 
 
 def classify(topic: str, exc: BaseException) -> FreshetError:
@@ -95,11 +124,28 @@ async def send_all(topic: Any, messages: list[dict[str, Any]], *, what: str, fen
 
     async def attempt(messages: list[dict[str, Any]]) -> None:
         futures: list[Any] = []
+        bound = ack_timeout(topic)
+        deadline = asyncio.get_running_loop().time() + bound
         try:
             for message in messages:
-                futures.append(await topic.send(**message))
+                left = deadline - asyncio.get_running_loop().time()
+                futures.append(await asyncio.wait_for(topic.send(**message), max(left, 0.001)))
+            left = deadline - asyncio.get_running_loop().time()
+            # asyncio.wait, not wait_for: a timeout must not cancel the futures (Faust would then fail
+            # setting their results, and the callbacks of records that did land would never run).
+            _, pending = await asyncio.wait(futures, timeout=max(left, 0.001)) if futures else (set(), set())
+            if pending:
+                raise TimeoutError
             for fut in futures:
-                await fut
+                fut.result()
+        except TimeoutError as exc:
+            acknowledged = sum(1 for f in futures if f.done())
+            log.error("kafka_ack_timeout", what=what, topic=topic.get_topic_name(), records=len(messages),
+                      acknowledged=acknowledged, seconds=bound, **producer_state(topic),
+                      fix="none needed if it recovers: the records are sent again on a new producer")
+            await _renew_producer(topic)
+            raise TransientError(f"{topic.get_topic_name()!r} acknowledged {acknowledged} of {len(messages)} "
+                                 f"record(s) within {bound:.0f} s") from exc
         except (kafka_errors.KafkaError, ProducerSendError) as exc:
             await asyncio.gather(*futures, return_exceptions=True)  # retrieve every outcome before retrying
             error = classify(topic.get_topic_name(), exc)

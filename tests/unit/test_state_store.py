@@ -128,38 +128,39 @@ def test_the_store_is_a_setting(tmp_path: Path) -> None:
 
 
 class _LateCallbacks:
-    """A changelog topic whose send callbacks run after the sender has resumed (as Faust's may)."""
+    """A changelog topic whose send callbacks run after the sender has resumed (as Faust's may):
+    each record is acknowledged at once, its callback only when the test calls :meth:`release`."""
 
     def __init__(self) -> None:
         self.next: dict[int, int] = {}
+        self.held: list[Any] = []
 
     def get_topic_name(self) -> str:
         return "late-callbacks"
 
     async def send(self, *, partition: int, callback: Any, **_: Any) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         meta = SimpleNamespace(partition=partition, offset=self.next.get(partition, 0))
         self.next[partition] = meta.offset + 1
-
-        def acknowledge() -> None:
-            fut.set_result(meta)  # wakes the sender first ...
-            loop.call_soon(callback, SimpleNamespace(result=lambda: meta))  # ... then runs the callback
-
-        loop.call_soon(acknowledge)
+        fut.set_result(meta)
+        self.held.append(lambda: callback(SimpleNamespace(result=lambda: meta)))
         return fut
+
+    def release(self) -> None:
+        for run in self.held:
+            run()
+        self.held.clear()
 
 
 def test_put_writes_first_and_moves_the_offset_when_the_late_acknowledgements_arrive(tmp_path: Path) -> None:
     table = table_in(tmp_path)
-    table.changelog_topic = _LateCallbacks()
+    topic = table.changelog_topic = _LateCallbacks()
     states = StateTable(table)
 
     async def scenario() -> tuple[int | None, int | None]:
         await states.put([("a", {"v": 1}, 2), ("b", {"v": 2}, 2), ("\x00position/2", 9, 2)])
         before = table.persisted_offset(tp(table, 2))
-        for _ in range(3):
-            await asyncio.sleep(0)
+        topic.release()
         return before, table.persisted_offset(tp(table, 2))
 
     before, after = asyncio.run(scenario())
