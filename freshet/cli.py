@@ -244,6 +244,36 @@ def verify(settings: Settings, vectors: bool) -> None:
                 + (" (ids, content and vectors)" if vectors else " (ids and content)"), fg="green")
 
 
+@main.command()
+@click.option("--to-partitions", type=click.IntRange(min=1), required=True, help="Partitions of the new layout.")
+@click.option("--to-changes-topic", required=True, help="The new changes topic (FRESHET_TOPIC_CHANGES).")
+@click.option("--to-applied-topic", required=True, help="The new applied topic (FRESHET_TOPIC_APPLIED).")
+@click.option("--to-group-prefix", required=True,
+              help="The new FRESHET_CONSUMER_GROUP_PREFIX (names the new state changelog).")
+@click.option("--dry-run", is_flag=True, help="Check and count; create and write nothing.")
+@click.option("--create-topics-only", is_flag=True, help="Only create the new topics (before producers use them).")
+@click.pass_obj
+def relayout(settings: Settings, to_partitions: int, to_changes_topic: str, to_applied_topic: str,
+             to_group_prefix: str, dry_run: bool, create_topics_only: bool) -> None:
+    """Move the drained layout of these settings to new topics and a new partition count, copying states,
+    applied records and latest events: nothing is embedded again (docs/operations.md, Partitions)."""
+    from freshet.relayout import create_topics, report
+    from freshet.relayout import relayout as run_relayout
+    from workers.relayout import Layout
+
+    target = Layout(to_group_prefix, to_changes_topic, to_applied_topic, to_partitions)
+    try:
+        if create_topics_only:
+            click.echo(f"created: {', '.join(create_topics(settings, target)) or 'nothing (all exist)'}")
+            return
+        plan = run_relayout(settings, target, dry_run=dry_run)
+    except FreshetError as exc:
+        _fail(exc)
+        return
+    for line in report(settings, target, plan, dry_run=dry_run):
+        click.echo(line)
+
+
 @main.group()
 def bench() -> None:
     """Benchmarks that print a report."""

@@ -8,8 +8,11 @@
     ├── InvalidEventError      an input record breaks its contract (goes to the dead-letter topic)
     ├── TransientError         an external system is away for now; wait and retry, never drop
     │   └── StoreUnavailableError  Weaviate cannot take the work now (down, read-only, memory, 5xx)
-    └── StoreError             Weaviate refused a request for a reason retrying won't fix
-        └── ObjectRejectedError    ...namely these objects, for their own content (validation)
+    ├── FencedError            a write under a partition lease that no longer holds (the unit of work is dropped)
+    ├── StoreError             Weaviate refused a request for a reason retrying won't fix
+    │   └── ObjectRejectedError    ...namely these objects, for their own content (validation)
+    ├── RecordRefusedError     Kafka refuses a record for good (its size, its topic): streams.sending
+    └── RelayoutRefusedError   ``freshet relayout`` cannot run now, with every reason: freshet.relayout
 
 Messages say what failed, quote the offending value, and say how to fix it.
 """
