@@ -157,7 +157,7 @@ class Settings(BaseSettings):
                                "reads only newer changelog records; memory rebuilds it from the whole changelog.")
     worker_instance: str = Field("", description="Name of this worker among several of its role (e.g. indexer-2; "
                                                   "the local stack sets it); its Faust data directory is "
-                                                  "<home>/workers/<instance>. Empty means the role.")
+                                                  "<home>/workers/<instance>/<app id>. Empty means the role.")
 
     # --- Local stack -------------------------------------------------------------------------
     home: Path = Field(Path(".freshet"), description="Data, logs and pid files of the local stack.")

@@ -67,11 +67,14 @@ class _Transport(faust_aiokafka.Transport):
 
 def create_app(settings: Settings, role: Role) -> tuple[faust.App, Topics]:
     """A Faust app for one worker role; its id is the consumer group. Its data directory (the RocksDB
-    state of the indexer's table among it) is per worker, so workers on one machine never share one."""
-    datadir = settings.home / "workers" / (settings.worker_instance or role)
+    state of the indexer's table among it) is per worker and per app id, so workers on one machine
+    never share one, and a worker of another layout (``freshet relayout``: a new group prefix) never
+    opens the old layout's databases with their positions and persisted offsets."""
+    app_id = f"{settings.consumer_group_prefix}-{role}"
+    datadir = settings.home / "workers" / (settings.worker_instance or role) / app_id
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
-        f"{settings.consumer_group_prefix}-{role}",
+        app_id,
         broker=[f"kafka://{hp}" for hp in settings.bootstrap_servers.split(",")],
         store=STORES[settings.state_store],
         datadir=str(datadir),

@@ -122,7 +122,7 @@ def test_the_store_is_a_setting(tmp_path: Path) -> None:
         settings = Settings(home=tmp_path / choice, state_store=choice)  # type: ignore[arg-type]
         app, _ = create_app(settings, "indexer")
         assert str(app.conf.store) == url
-        assert Path(app.conf.datadir) == tmp_path / choice / "workers" / "indexer"
+        assert Path(app.conf.datadir) == tmp_path / choice / "workers" / "indexer" / app.conf.id
         assert isinstance(StateTable(app.Table("doc-state", partitions=2)).local, kind)
     assert Settings().state_store == "rocksdb"
 
