@@ -291,8 +291,15 @@ def _register_bench_scale() -> None:
     bench.add_command(scale_command, "scale")
 
 
+def _register_bench_throughput() -> None:
+    from ops.bench.throughput import throughput_command
+
+    bench.add_command(throughput_command, "throughput")
+
+
 _register_bench_query()
 _register_bench_scale()
+_register_bench_throughput()
 
 
 @bench.command("edits")
