@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -46,6 +47,11 @@ class _IdempotentProducer(faust_aiokafka.Producer):
     """Faust's aiokafka producer with idempotence on (Faust enables it only for exactly-once
     processing): a send aiokafka retries after a lost acknowledgement is not written twice."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._retiring: set[asyncio.Future[None]] = set()
+        """Replaced producers being stopped (see :meth:`renew`)."""
+
     def _settings_extra(self) -> Mapping[str, Any]:
         return {**super()._settings_extra(), "enable_idempotence": True}
 
@@ -53,12 +59,20 @@ class _IdempotentProducer(faust_aiokafka.Producer):
         """Replace the aiokafka producer by a new one (a new producer id). Once the broker refused a
         record (too large for its topic), an idempotent producer's sequence numbers for that partition
         have a gap and every later send there fails with ``OutOfOrderSequenceNumber``: aiokafka has no
-        recovery for it (Kafka's KIP-360), so freshet renews the producer and sends again."""
+        recovery for it (Kafka's KIP-360), so freshet renews the producer and sends again. The same
+        after a send the broker did not acknowledge in time (``streams.sending.ack_timeout``): the
+        old producer's sender may be dead or stuck, so it is stopped aside, never awaited here."""
         old, self._producer = self._producer, self._new_producer()
         await self._producer.start()
-        if old is not None:
-            with contextlib.suppress(Exception):  # its sender task may have died with the error
-                await old.stop()
+        if old is not None:  # stopped aside: stop() waits for its pending records, which may never go
+            self._retiring.add(task := asyncio.ensure_future(_stop_quietly(old)))
+            task.add_done_callback(self._retiring.discard)
+
+
+async def _stop_quietly(producer: Any, timeout: float = 30.0) -> None:
+    """Stop a replaced aiokafka producer, giving up after ``timeout`` (its sender may be dead or stuck)."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(producer.stop(), timeout)
 
 
 class _Transport(faust_aiokafka.Transport):
