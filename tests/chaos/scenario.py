@@ -8,6 +8,7 @@ reliability-table row (also when the test fails half-way: the row then says so).
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import traceback
@@ -17,6 +18,7 @@ from types import TracebackType
 
 import structlog
 
+from freshet.client import read_to_end
 from freshet.verify import run_verify
 from ops.stack import drop_pipeline
 from tests.chaos import checks, report
@@ -24,6 +26,7 @@ from tests.chaos.observe import AppliedFollower, HealthPoller, Outgoing, Publish
 from tests.chaos.services import Pipeline, Services, pipeline_settings, start_pipeline
 from tests.chaos.workload import Final
 from workers.embedding import SentenceTransformerEmbedder
+from workers.topology import state_changelog
 
 log = structlog.get_logger(__name__)
 
@@ -73,10 +76,34 @@ class Scenario:
             self.row.read_backs = read_backs(self.pipeline.log("indexer"))
             self.pipeline.stack.down(["indexer", "query"])
         report.save(self.row, self.report_dir)
+        if self.row.failures:
+            self.keep_evidence()
         try:
             drop_pipeline(self.settings)
         except Exception as exc2:  # noqa: BLE001 - e.g. the store is down after a failed scenario
             log.warning("chaos_drop_failed", error=str(exc2))
+
+    def keep_evidence(self) -> None:
+        """Before a failed scenario's topics are dropped, copy them (changes, applied, state changelog,
+        dead letters) to ``<report dir>/evidence/<scenario>/<topic>.jsonl``, one record a line."""
+        out = self.report_dir / "evidence" / self.name
+        out.mkdir(parents=True, exist_ok=True)
+        s = self.settings
+        for topic in (s.topic_changes, s.topic_applied, state_changelog(s.consumer_group_prefix), s.topic_dead_letter):
+            try:
+                records = read_to_end(s.bootstrap_servers, topic)
+            except Exception as exc:  # noqa: BLE001 - evidence is best effort; the failure is already recorded
+                log.warning("chaos_evidence_unread", topic=topic, error=str(exc))
+                continue
+            with (out / f"{topic}.jsonl").open("w") as f:
+                for r in records:
+                    f.write(json.dumps({
+                        "partition": r.partition, "offset": r.offset, "timestamp": r.timestamp,
+                        "key": r.key.decode("utf-8", "replace") if r.key is not None else None,
+                        "value": r.value.decode("utf-8", "replace") if r.value is not None else None,
+                        "headers": {k: (v or b"").decode("utf-8", "replace") for k, v in (r.headers or [])},
+                    }) + "\n")
+        log.warning("chaos_evidence_kept", scenario=self.name, directory=str(out))
 
     # --- the stream -------------------------------------------------------------------------
     def stream(self, items: Sequence[Outgoing], fault: Callable[[Scenario], None]) -> None:
