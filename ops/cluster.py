@@ -183,8 +183,13 @@ class Ports:
 
 
 def new_cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding, never starting with
+    ``-`` (one id in 64 would, and the storage tool's argument parser then reads it as an option:
+    Kafka's own ``Uuid.randomUuid`` draws again for the same reason)."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cid.startswith("-"):
+            return cid
 
 
 def plan(s: Settings, shape: Shape, saved: Layout | None, ports: Ports, *,

@@ -185,7 +185,7 @@ class Stack:
             self._check_port_free(node.name, s.kafka_host, node.controller_port)
             props = self._write_kafka_config(node)
             if not (props.parent / "data" / "meta.properties").exists():
-                res = _run_quiet([*java, "kafka.tools.StorageTool", "format", "-t", self.layout.cluster_id,
+                res = _run_quiet([*java, "kafka.tools.StorageTool", "format", f"--cluster-id={self.layout.cluster_id}",
                                   "-c", str(props)])
                 if res[0] != 0:
                     raise StackError("formatting the Kafka log directory failed", service=node.name, log_tail=res[1])
