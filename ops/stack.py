@@ -118,6 +118,7 @@ class Stack:
         wanted = set(services)
         cluster.check_reshape(self.home, self._saved.shape if self._saved else Shape(), self.shape)
         cluster.save(self.home, self.layout)
+        self._saved = self.layout  # a later up() of this object checks its reshape against this one
         self._stop_extra_workers()
         if "kafka" in wanted:
             self._start_kafka()

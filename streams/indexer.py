@@ -43,17 +43,24 @@ from streams.state import StateTable, Write
 from streams.web import Health
 from workers import metrics
 from workers.delivery import advanced, missing_ranges, position_key, stalled_tail
-from workers.fencing import Fence
+from workers.fencing import Fence, state_ownership
 from workers.indexing import Applied, Indexer
 from workers.log_reader import LogReader, LogRecord
 from workers.planning import DocState, Sourced
 from workers.retry import until_done
 from workers.stalls import watched
+from workers.topology import state_changelog
 
 log = structlog.get_logger(__name__)
 
 DRAIN_SECONDS = 45.0
 """How long a revoked worker waits for its writes in flight; under Faust's rebalance timeout (60 s)."""
+
+
+def ownership(app: faust.App, settings: Settings) -> tuple[frozenset[int], frozenset[int]]:
+    """(owned, stateless) changes partitions of this worker now (:func:`workers.fencing.state_ownership`)."""
+    return state_ownership(app.consumer.assignment(), app.assignor.assigned_actives(), source=settings.topic_changes,
+                           changelog=state_changelog(settings.consumer_group_prefix))
 
 
 @dataclass(eq=False)
@@ -86,7 +93,8 @@ def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexe
     page = settings.read_back_page_records
 
     def mine() -> list[int]:
-        return sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == settings.topic_changes)
+        """The changes partitions this worker owns: assigned with their state (:func:`ownership`)."""
+        return sorted(ownership(app, settings)[0])
 
     @app.agent(topics.changes, name="freshet.index_changes")
     async def index_changes(stream: Any) -> None:
@@ -123,6 +131,20 @@ def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexe
         writes that passed their lease check to end; every later check fails (a rebalance started)."""
         if not await fence.drain(timeout=DRAIN_SECONDS):
             log.error("fence_drain_timeout", writes_in_flight=fence.in_flight, seconds=DRAIN_SECONDS)
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def check_state_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        """A changes partition assigned without its state changelog partition is never written for
+        (the fence's assignment is the owned partitions only): say so loudly and fail /healthz until
+        a rebalance assigns both (restarting the worker makes one)."""
+        owned, stateless = ownership(app, settings)
+        if stateless:
+            health.degraded = (f"changes partitions {sorted(stateless)} are assigned without their state changelog "
+                               "partitions: nothing is written for them (restart the worker)")
+            log.error("state_partitions_unassigned", partitions=sorted(stateless), owned=sorted(owned),
+                      changelog=state_changelog(settings.consumer_group_prefix))
+        else:
+            health.degraded = ""
 
     @app.timer(interval=settings.delivery_check_seconds)  # type: ignore[untyped-decorator]
     async def check_tails() -> None:

@@ -19,21 +19,23 @@ class Health:
     role: str
     ready: bool = False
     failure: str = ""
+    degraded: str = ""
+    """A condition that fails /healthz while it lasts (set and cleared by whoever watches it)."""
 
     def fail(self, reason: str) -> None:
         self.failure = reason
 
     @property
     def healthy(self) -> bool:
-        return self.ready and not self.failure
+        return self.ready and not self.failure and not self.degraded
 
 
 def register(app: faust.App, health: Health, stats: Callable[[], dict[str, int]] | None = None) -> None:
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
         body: dict[str, Any] = {"role": health.role, "app": app.conf.id, "ready": health.healthy}
-        if health.failure:
-            body["error"] = health.failure
+        if health.failure or health.degraded:
+            body["error"] = health.failure or health.degraded
         return web.json(body, status=200 if health.healthy else 503)
 
     if stats is not None:

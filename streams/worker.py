@@ -19,7 +19,7 @@ from workers.applied_view import AppliedView
 from workers.embedding import EmbeddingCache, SentenceTransformerEmbedder
 from workers.fencing import Fence, FencedStore
 from workers.indexing import Indexer
-from workers.kafka_admin import describe_topics, ensure_topics, wait_for_broker
+from workers.kafka_admin import describe_topics, ensure_topics, wait_for_broker, wait_for_topics
 from workers.probes import Probes
 from workers.search import Searcher
 from workers.stats import IndexerStats, QueryStats
@@ -44,8 +44,7 @@ def build(settings: Settings, role: Role) -> faust.App:
     instance = f"{role}@{socket.gethostname()}:{os.getpid()}"
     if role == "indexer":
         fence = Fence(generation=lambda: app.consumer_generation_id,
-                      assignment=lambda: {tp.partition for tp in app.consumer.assignment()
-                                          if tp.topic == settings.topic_changes},
+                      assignment=lambda: indexer_agent.ownership(app, settings)[0],
                       rebalancing=lambda: bool(app.rebalancing), writer=instance)
         indexer = Indexer(embedder, FencedStore(store, fence), EmbeddingCache(settings.embed_cache_size),
                           IndexerStats(), min_chars=settings.chunk_min_chars,
@@ -69,10 +68,7 @@ def build(settings: Settings, role: Role) -> faust.App:
 def run(settings: Settings, role: Role) -> None:
     """Run the worker in the foreground until SIGTERM/SIGINT."""
     info = wait_for_broker(settings.bootstrap_servers, timeout=settings.start_timeout_seconds)
-    ensure_topics(settings.bootstrap_servers, settings.topics(), partitions=settings.topic_partitions,
-                  replication=settings.topic_replication,
-                  compacted=[settings.topic_applied])
-    check_topics(settings)
+    prepare_topics(settings, role)
     log.info("worker_starting", role=role, kafka=settings.bootstrap_servers, kafka_version=info.api_version,
              weaviate=settings.weaviate_url, collection=settings.collection)
     app = build(settings, role)
@@ -80,6 +76,22 @@ def run(settings: Settings, role: Role) -> None:
                           logging_config=logging_config(settings.log_level))
     worker.execute_from_commandline()
 
+
+
+def prepare_topics(settings: Settings, role: Role) -> None:
+    """Check the existing topics against the settings (:func:`check_topics`), create the missing
+    ones, the indexer's state changelog among them, and wait until Kafka describes them all.
+
+    The changelog must exist before Faust's consumer first asks for metadata: Faust creates it
+    itself only after subscribing, and a group leader whose metadata lacks it assigns no changelog
+    partition (so no state recovery) at that rebalance; see :func:`workers.fencing.state_ownership`.
+    """
+    check_topics(settings)  # before creating any: a refused layout gets nothing new beside it
+    names = [*settings.topics(), *([state_changelog(settings.consumer_group_prefix)] if role == "indexer" else [])]
+    ensure_topics(settings.bootstrap_servers, names, partitions=settings.topic_partitions,
+                  replication=settings.topic_replication,
+                  compacted=[settings.topic_applied, state_changelog(settings.consumer_group_prefix)])
+    wait_for_topics(settings.bootstrap_servers, names, timeout=settings.start_timeout_seconds)
 
 
 def check_topics(settings: Settings) -> None:

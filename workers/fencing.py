@@ -77,7 +77,7 @@ class Fence:
         if self._generation() != generation:
             return f"the group moved from generation {generation} to {self._generation()}"
         lost = sorted(set(partitions) - set(self._assignment()))
-        return f"partitions {lost} are no longer assigned here" if lost else None
+        return f"partitions {lost} are not assigned here (with their state)" if lost else None
 
     @contextmanager
     def lease(self, partitions: Iterable[int]) -> Iterator[Lease]:
@@ -132,6 +132,23 @@ class Fence:
         except TimeoutError:
             return False
         return True
+
+
+def state_ownership(assigned: Iterable[tuple[str, int]], actives: Iterable[tuple[str, int]], *, source: str,
+                    changelog: str) -> tuple[frozenset[int], frozenset[int]]:
+    """(owned, stateless): the ``source`` partitions assigned to this consumer whose state changelog
+    partition is one of the actives of Faust's assignment, and those whose is not.
+
+    A source partition without its changelog partition has no recovered state here: Faust's
+    assignor leaves a changelog out of the assignment when the group leader's metadata does not list
+    it ("Ignoring missing topic", e.g. a changelog Faust created after the consumer subscribed), and
+    then no recovery runs, so the local store may hold a previous owner's older states. Writing from
+    them would pair stale states with a newer position (lost or stale documents). Only ``owned``
+    partitions may be written for.
+    """
+    changes = {p for t, p in assigned if t == source}
+    state = {p for t, p in actives if t == changelog}
+    return frozenset(changes & state), frozenset(changes - state)
 
 
 def header(headers: Iterable[tuple[str, bytes]] | None, name: str) -> str | None:

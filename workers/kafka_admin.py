@@ -100,8 +100,23 @@ def ensure_topics(bootstrap: str, names: Iterable[str], *, partitions: int, repl
         admin.close()
 
 
-def describe_topics(bootstrap: str, names: Iterable[str]) -> dict[str, TopicFacts]:
-    """Partitions, replication and compaction of those of ``names`` that exist."""
+def wait_for_topics(bootstrap: str, names: Iterable[str], *, timeout: float) -> None:
+    """Block until Kafka describes every one of ``names`` with all its partitions led, or raise
+    :class:`TransientError` (a topic just created can take a moment to reach every broker)."""
+    wanted = set(names)
+    deadline = time.monotonic() + timeout
+    while True:
+        missing = sorted(wanted - set(describe_topics(bootstrap, wanted, led=True)))
+        if not missing:
+            return
+        if time.monotonic() >= deadline:
+            raise TransientError(f"topics {missing} not ready on Kafka at {bootstrap} after {timeout:.0f}s")
+        time.sleep(0.5)
+
+
+def describe_topics(bootstrap: str, names: Iterable[str], *, led: bool = False) -> dict[str, TopicFacts]:
+    """Partitions, replication and compaction of those of ``names`` that exist (with ``led``: only
+    those whose every partition has a leader)."""
     admin = admin_client(bootstrap)
     try:
         wanted = sorted(set(names) & set(admin.list_topics()))
@@ -120,6 +135,8 @@ def describe_topics(bootstrap: str, names: Iterable[str]) -> dict[str, TopicFact
         if t.get("error_code", 0) != 0:
             continue
         parts = t.get("partitions", [])
+        if led and (not parts or any(p.get("leader_id", -1) < 0 for p in parts)):
+            continue
         out[t["name"]] = TopicFacts(partitions=len(parts),
                                     replication=min((len(p.get("replica_nodes", [])) for p in parts), default=0),
                                     compacted="compact" in policies.get(t["name"], ""))

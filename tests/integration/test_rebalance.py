@@ -107,4 +107,9 @@ def test_partitions_moving_under_load_lose_nothing_and_leak_no_fenced_write(
     record_property("generations", len(generations))
     record_property("fenced", fenced)
     assert len(generations) >= 4, f"partitions moved fewer times than planned: generations {sorted(generations)}"
+    # every assignment came with the state changelog's partitions (else no recovery ran)
+    logs = [s.home / "logs" / "indexer.log" for s in (first, second)]
+    unassigned = [line for log in logs for line in log.read_text(encoding="utf-8").splitlines()
+                  if "Ignoring missing topic" in line or "state_partitions_unassigned" in line]
+    assert unassigned == []
     assert changelog == [] and applied == []

@@ -8,8 +8,9 @@ from kafka.admin import NewTopic
 from freshet.errors import StackError
 from freshet.settings import Settings
 from ops.stack import Stack
+from streams.worker import prepare_topics
 from workers.kafka_admin import admin_client, describe_topics
-from workers.topology import state_changelog
+from workers.topology import TopicFacts, state_changelog
 
 pytestmark = pytest.mark.integration
 
@@ -28,3 +29,19 @@ def test_an_indexer_refuses_a_changes_topic_of_another_partition_count(isolated:
     facts = describe_topics(settings.bootstrap_servers, [settings.topic_changes, state_changelog(
         settings.consumer_group_prefix)])
     assert facts[settings.topic_changes].partitions == 3 and len(facts) == 1, "the worker wrote before refusing"
+
+
+def test_an_indexer_creates_its_state_changelog_before_faust_subscribes(isolated: Settings) -> None:
+    # Faust creates the changelog only after its consumer subscribed; a group leader whose metadata
+    # lacked it assigned no changelog partition, so no state recovery ran (documents lost in a
+    # cluster chaos run). The worker's start creates it first, compacted, laid out like the changes.
+    settings = isolated
+    changelog = state_changelog(settings.consumer_group_prefix)
+    assert changelog not in describe_topics(settings.bootstrap_servers, [changelog])
+    prepare_topics(settings, "query")
+    assert changelog not in describe_topics(settings.bootstrap_servers, [changelog]), "not the query worker's"
+    prepare_topics(settings, "indexer")
+    facts = describe_topics(settings.bootstrap_servers, [changelog, settings.topic_changes], led=True)
+    assert facts[changelog] == TopicFacts(partitions=settings.topic_partitions,
+                                          replication=settings.topic_replication, compacted=True)
+    assert facts[settings.topic_changes].partitions == settings.topic_partitions

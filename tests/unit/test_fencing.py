@@ -5,7 +5,7 @@ import pytest
 
 from freshet.errors import FencedError
 from tests.unit.fakes import DictStore
-from workers.fencing import GENERATION_HEADER, Fence, FencedStore, fence_violations, header
+from workers.fencing import GENERATION_HEADER, Fence, FencedStore, fence_violations, header, state_ownership
 from workers.store import ChunkRecord
 
 
@@ -117,3 +117,22 @@ def test_fence_violations_are_lower_generations_after_higher_ones_in_a_partition
     assert len(problems) == 1 and "generation 6 after a wrote under generation 7" in problems[0]
     assert header([("x", b"1"), (GENERATION_HEADER, b"9")], GENERATION_HEADER) == "9"
     assert header(None, GENERATION_HEADER) is None
+
+
+def test_a_partition_assigned_without_its_state_changelog_is_not_owned() -> None:
+    # the cluster chaos run that lost documents: Faust's leader did not see the changelog topic
+    # ("Ignoring missing topic"), assigned changes partitions without it, no recovery ran, and the
+    # new owner wrote from a previous owner's stale local states
+    assigned = {("freshet.changes", 0), ("freshet.changes", 1), ("freshet.changes", 2), ("other", 3)}
+    actives = {("freshet.changes", 0), ("freshet.changes", 1), ("freshet.changes", 2),
+               ("freshet-indexer-doc-state-changelog", 0), ("freshet-indexer-doc-state-changelog", 2),
+               ("freshet-indexer-doc-state-changelog", 3)}
+    owned, stateless = state_ownership(assigned, actives, source="freshet.changes",
+                                       changelog="freshet-indexer-doc-state-changelog")
+    assert owned == {0, 2} and stateless == {1}
+    group = Group()
+    group.assigned = set(owned)
+    with pytest.raises(FencedError, match=r"\[1\] are not assigned here"), group.fence().lease([0, 1]):
+        pass
+    with group.fence().lease([0, 2]):
+        pass
