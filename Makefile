@@ -29,7 +29,7 @@ $(UV):
 	python3 -m pip install --quiet --disable-pip-version-check --target $(FRESHET_CACHE)/uv-$(UV_VERSION) uv==$(UV_VERSION)
 
 $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen --python python3.11
+	$(UV) sync --frozen --all-extras --python python3.11
 	@touch $@
 
 install: $(VENV)/.synced

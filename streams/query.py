@@ -1,4 +1,5 @@
-"""The query agent: requests topic -> search -> reply topic, many requests at once.
+"""The query agent: requests topic -> search -> reply topic, many requests at once; and the same
+search over HTTP (``POST /v1/search``, :mod:`schemas.openapi`).
 
 A task follows the applied topic from its beginning into the :class:`AppliedView`; the worker is
 ready (``/healthz``) once that view has caught up, so its first replies are already consistent.
@@ -9,6 +10,11 @@ producer sets that timestamp, so the time a request may take is also capped on t
 allows; a request naming another topic is answered ``reply_topic_refused`` on the default reply
 topic. No exception leaves the agent: a request whose handling fails ends as a ``processing_error``
 reply or dead letter, and the agent reads on.
+
+Both doors share one path: :func:`admit` (decode and validate), ``_answer`` (fence wait and search
+within the time allowed) and ``_count`` (stats and metrics). Over HTTP the deadline counts from
+when the worker received the request (there is no Kafka timestamp), under the same cap; the reply
+is the response, so ``reply_to`` is ignored, and the status says its kind (:func:`schemas.openapi.http_status`).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from freshet.client import SearchClient
 from freshet.errors import FreshetError, InvalidEventError
 from freshet.settings import Settings
 from schemas.applied import parse_applied
+from schemas.openapi import OPENAPI_PATH, SEARCH_PATH, http_status, openapi_document
 from schemas.search import (
     CORRELATION_HEADER,
     REPLY_TOPIC_HEADER,
@@ -35,6 +42,7 @@ from schemas.search import (
     SearchRequest,
     header_text,
     parse_request,
+    request_id_of,
 )
 from streams.app import Topics
 from streams.deadletter import dead_letter
@@ -59,9 +67,17 @@ def _header_rid(headers: dict[str, bytes]) -> bytes | None:
     return headers.get(CORRELATION_HEADER) or headers.get(REQUEST_ID_HEADER)
 
 
+def admit(value: bytes | None, searcher: Searcher) -> SearchRequest:
+    """Decode and validate one request body, or raise :class:`InvalidEventError` (code and message of
+    the error reply): the same on both doors."""
+    req = parse_request(value)
+    searcher.validate(req)
+    return req
+
+
 def register(app: faust.App, topics: Topics, settings: Settings, searcher: Searcher, probes: Probes,
              health: Health) -> None:
-    """Attach the query agent, the applied-view feed and the quality probes to ``app``."""
+    """Attach the query agent, the HTTP search pages, the applied-view feed and the quality probes to ``app``."""
     started = asyncio.Lock()
     ready: list[bool] = []
     caught_up = asyncio.Event()
@@ -140,6 +156,51 @@ def register(app: faust.App, topics: Topics, settings: Settings, searcher: Searc
                 health.ready = True
                 log.info("query_ready", applied_documents=len(searcher.view), applied_records=searcher.view.records)
 
+    http_slots = asyncio.Semaphore(settings.query_concurrency)
+
+    async def search_http(body: bytes) -> tuple[int, SearchReply]:
+        """``POST /v1/search``: the HTTP status and the reply. A 400's request id is the body's, else empty."""
+        received, now = time.monotonic(), time.time()
+        stats.requests += 1
+        if not health.ready:  # its view has not caught up: an answer now could read back in time
+            stats.errors += 1
+            return 503, error_reply(request_id_of(body) or "", "unavailable",
+                                    "the query worker is not ready yet (its applied view is catching up); retry later")
+        try:
+            req = admit(body, searcher)
+        except InvalidEventError as exc:
+            _count_invalid()
+            return 400, error_reply(request_id_of(body) or "", exc.reason, str(exc))
+        until = received + _allowed(req, None, now)
+        try:  # at most FRESHET_QUERY_CONCURRENCY searches at once over HTTP too; a slot is waited for
+            await asyncio.wait_for(http_slots.acquire(), max(until - time.monotonic(), 0.001))
+        except TimeoutError:
+            stats.timeouts += 1
+            reply = SearchReply(request_id=req.request_id, status="timeout", error=ReplyError(
+                code="deadline_exceeded", message="deadline passed while waiting for a free search slot"))
+        else:
+            try:
+                reply = await _answer(req, until)
+            finally:
+                http_slots.release()
+        _count(req, reply, received)
+        return http_status(reply), reply
+
+    @app.page(SEARCH_PATH)
+    class SearchPage(faust.web.View):
+        async def post(self, request: Any) -> Any:
+            try:
+                status, reply = await search_http(await self.read_request_content(request))
+            except Exception as exc:  # noqa: BLE001 - answered, logged; never a bare 500 from aiohttp
+                stats.errors += 1
+                log.exception("http_request_failed")
+                status, reply = 500, error_reply("", PROCESSING_ERROR, f"{type(exc).__name__}: {exc}")
+            return self.bytes(reply.model_dump_json().encode(), content_type="application/json", status=status)
+
+    @app.page(OPENAPI_PATH)
+    async def openapi(web: Any, request: Any) -> Any:
+        return web.json(openapi_document())
+
     @app.agent(topics.requests, name="freshet.answer_searches", concurrency=settings.query_concurrency)
     async def answer(stream: Any) -> None:
         try:
@@ -165,8 +226,7 @@ def register(app: faust.App, topics: Topics, settings: Settings, searcher: Searc
 
     async def _serve(message: Any, received: float, now: float) -> None:
         try:
-            req = parse_request(message.value)
-            searcher.validate(req)
+            req = admit(message.value, searcher)
         except InvalidEventError as exc:
             await _refuse(message, exc)
             return
@@ -179,24 +239,35 @@ def register(app: faust.App, topics: Topics, settings: Settings, searcher: Searc
             log.warning("reply_topic_refused", request_id=req.request_id, error=route.refusal)
             await _reply(route.topic, error_reply(req.request_id, REPLY_TOPIC_REFUSED, route.refusal), header_rid)
             return
-        allowed = seconds_allowed(req.deadline_ms, message.timestamp, now,
-                                  default_deadline_ms=settings.query_deadline_ms,
-                                  max_wait_ms=settings.query_max_wait_ms)
+        allowed = _allowed(req, message.timestamp, now)
         if req.deadline_ms is not None and allowed <= 0:
             stats.expired_dropped += 1
             metrics.EXPIRED_DROPPED.inc()
             log.info("request_expired_dropped", request_id=req.request_id, late_ms=round(-allowed * 1e3))
             return
         # every wait from here on is bounded on this worker's monotonic clock, from receipt
-        reply = await _answer(req, max(received + allowed - time.monotonic(), 0.001))
+        reply = await _answer(req, received + allowed)
         await _reply(route.topic, reply, header_rid)
+        _count(req, reply, received)
+
+    def _allowed(req: SearchRequest, sent_at: float | None, now: float) -> float:
+        return seconds_allowed(req.deadline_ms, sent_at, now, default_deadline_ms=settings.query_deadline_ms,
+                               max_wait_ms=settings.query_max_wait_ms)
+
+    def _count(req: SearchRequest, reply: SearchReply, received: float) -> None:
         metrics.REQUESTS.labels(req.mode, reply.status).inc()
         metrics.REQUEST_SECONDS.labels(req.mode).observe(took := time.monotonic() - received)
         metrics.RECENT_REQUEST_SECONDS.add(took)
         if reply.status == "ok" and not reply.hits:
             metrics.ZERO_HITS.labels(req.mode).inc()
 
-    async def _answer(req: SearchRequest, left: float) -> SearchReply:
+    def _count_invalid() -> None:
+        stats.errors += 1
+        metrics.REQUESTS.labels("invalid", "error").inc()
+
+    async def _answer(req: SearchRequest, until: float) -> SearchReply:
+        """Search within the time allowed; ``until`` is an instant on the monotonic clock."""
+        left = max(until - time.monotonic(), 0.001)
         try:
             reply = await asyncio.wait_for(searcher.search(req), left)
         except TimeoutError:
@@ -219,8 +290,7 @@ def register(app: faust.App, topics: Topics, settings: Settings, searcher: Searc
 
     async def _refuse(message: Any, exc: InvalidEventError) -> None:
         """An error reply where a request id is known, else the dead-letter topic."""
-        stats.errors += 1
-        metrics.REQUESTS.labels("invalid", "error").inc()
+        _count_invalid()
         headers = _headers(message)
         addressed = addressed_error(message.value, _header_rid(headers), headers.get(REPLY_TOPIC_HEADER),
                                     code=exc.reason, message=str(exc), policy=policy)
