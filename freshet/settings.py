@@ -35,6 +35,17 @@ def parse_metadata_fields(spec: str) -> dict[str, str]:
     return out
 
 
+def parse_nodes(spec: str) -> list[tuple[str, int, int]]:
+    """Parse ``'host:http_port:grpc_port,...'``; raise ValueError naming the bad part."""
+    out: list[tuple[str, int, int]] = []
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        host, *ports = part.rsplit(":", 2)
+        if len(ports) != 2 or not host or not all(p.isdigit() and 0 < int(p) < 65536 for p in ports):
+            raise ValueError(f"Weaviate node {part!r} must be 'host:http_port:grpc_port'")
+        out.append((host, int(ports[0]), int(ports[1])))
+    return out
+
+
 class Settings(BaseSettings):
     """Configuration of every freshet process (workers, CLI, launcher, tests)."""
 
@@ -66,6 +77,10 @@ class Settings(BaseSettings):
     weaviate_host: str = Field("127.0.0.1", description="Weaviate host (HTTP and gRPC).")
     weaviate_http_port: int = Field(8080, description="Weaviate REST port.")
     weaviate_grpc_port: int = Field(50051, description="Weaviate gRPC port.")
+    weaviate_failover: str = Field(
+        "", description="Other nodes of the same Weaviate cluster, host:http_port:grpc_port, comma-separated: a worker "
+                        "whose node stops answering moves to the next of them (and on round). The local cluster "
+                        "gives each worker every other node.")
     collection: str = Field("FreshetChunk", description="Weaviate collection holding the chunks.")
     weaviate_replication_factor: int = Field(
         1, ge=1, description="Replication factor the collection is created with (an existing collection keeps its "
@@ -173,6 +188,18 @@ class Settings(BaseSettings):
     def _metadata_syntax(cls, value: str) -> str:
         parse_metadata_fields(value)
         return value
+
+    @field_validator("weaviate_failover")
+    @classmethod
+    def _failover_syntax(cls, value: str) -> str:
+        parse_nodes(value)
+        return value
+
+    @cached_property
+    def weaviate_nodes(self) -> list[tuple[str, int, int]]:
+        """(host, http port, gRPC port) of this worker's Weaviate node, then its failover nodes."""
+        return [(self.weaviate_host, self.weaviate_http_port, self.weaviate_grpc_port),
+                *parse_nodes(self.weaviate_failover)]
 
     @field_validator("home", "cache_dir")
     @classmethod

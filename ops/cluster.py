@@ -257,13 +257,17 @@ def cluster_settings(s: Settings, layout: Layout) -> Settings:
 def worker_env(s: Settings, layout: Layout, worker: Worker) -> dict[str, str]:
     """The ``FRESHET_*`` variables of one spawned worker: the cluster's settings, its own web port,
     and a Weaviate node of its own (worker k talks to node ((k - 1) mod N) + 1), so the load spreads
-    and one node's loss does not stop every worker."""
+    and one node's loss does not stop every worker, with the other nodes after it as its failover."""
     env = cluster_settings(s, layout).as_env()
     env[f"FRESHET_{worker.role.upper()}_WEB_PORT"] = str(worker.web_port)
     env["FRESHET_WORKER_INSTANCE"] = worker.name
-    node = layout.weaviate[(worker.index - 1) % len(layout.weaviate)]
+    first = (worker.index - 1) % len(layout.weaviate)
+    node = layout.weaviate[first]
     env["FRESHET_WEAVIATE_HTTP_PORT"] = str(node.http_port)
     env["FRESHET_WEAVIATE_GRPC_PORT"] = str(node.grpc_port)
+    others = [layout.weaviate[(first + k) % len(layout.weaviate)] for k in range(1, len(layout.weaviate))]
+    if others:  # the next nodes in turn, should its own stop answering
+        env["FRESHET_WEAVIATE_FAILOVER"] = ",".join(f"{s.weaviate_host}:{n.http_port}:{n.grpc_port}" for n in others)
     if worker.role == "indexer" and worker.index > 1:
         env["FRESHET_INDEXER_URL"] = f"http://127.0.0.1:{worker.web_port}"
     return env
@@ -293,6 +297,9 @@ def kafka_properties(s: Settings, layout: Layout, node: KafkaNode, data: Path) -
         f"transaction.state.log.min.isr={shape.min_insync}",
         "group.initial.rebalance.delay.ms=0",
         "auto.create.topics.enable=true",
+        # a killed broker's partitions get new leaders once the controller fences it: after 4 s of
+        # missed heartbeats, not the default 9 s (searches and writes to them wait meanwhile)
+        *(["broker.session.timeout.ms=4000", "broker.heartbeat.interval.ms=1000"] if shape.brokers > 1 else []),
         "",
     ])
 

@@ -39,7 +39,8 @@ def build(settings: Settings, role: Role) -> faust.App:
                                grpc_port=settings.weaviate_grpc_port, collection=settings.collection,
                                metadata_fields=settings.metadata_schema,
                                replication_factor=settings.weaviate_replication_factor,
-                               consistency=settings.weaviate_consistency, timeout=settings.weaviate_timeout_seconds)
+                               consistency=settings.weaviate_consistency, timeout=settings.weaviate_timeout_seconds,
+                               failover=settings.weaviate_nodes[1:])
     health = web.Health(role)
     instance = f"{role}@{socket.gethostname()}:{os.getpid()}"
     if role == "indexer":

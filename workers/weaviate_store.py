@@ -14,6 +14,7 @@ counted in ``freshet_weaviate_errors_total{kind}`` and logged once as ``weaviate
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -103,28 +104,56 @@ class WeaviateChunkStore:
 
     def __init__(self, *, host: str, http_port: int, grpc_port: int, collection: str,
                  metadata_fields: Mapping[str, str] | None = None, replication_factor: int | None = None,
-                 consistency: str = "QUORUM", timeout: float = 30.0) -> None:
+                 consistency: str = "QUORUM", timeout: float = 30.0,
+                 failover: Sequence[tuple[str, int, int]] = ()) -> None:
         self._metadata_fields = dict(metadata_fields or {})
         self._timeout = timeout
         self._replication_factor = replication_factor
         self._consistency = wvc.config.ConsistencyLevel(consistency)
-        self._host = host
-        self._http_port = http_port
-        self._grpc_port = grpc_port
+        self._nodes = [(host, http_port, grpc_port), *failover]
+        self._node = 0
+        """Index in ``_nodes`` of the node the client talks to."""
+        self._moving = asyncio.Lock()
         self._collection_name = collection
         self._client: weaviate.WeaviateAsyncClient | None = None
 
+    @property
+    def node(self) -> str:
+        """host:http_port of the Weaviate node in use."""
+        host, http_port, _ = self._nodes[self._node]
+        return f"{host}:{http_port}"
+
     async def start(self) -> None:
-        """Connect and create the collection if it is missing (idempotent)."""
+        """Connect (to the first node that answers, from the current one on) and create the
+        collection if it is missing (idempotent)."""
         if self._client is not None:
             return
+        errors: list[str] = []
+        for step in range(len(self._nodes)):
+            at = (self._node + step) % len(self._nodes)
+            try:
+                self._client = await self._connect(*self._nodes[at])
+            except StoreUnavailableError as exc:
+                errors.append(str(exc))
+                continue
+            if at != self._node:
+                log.warning("weaviate_failover", collection=self._collection_name, to=f"{self._nodes[at][0]}:"
+                            f"{self._nodes[at][1]}", away_from=self.node)
+                self._node = at
+            return
+        raise StoreUnavailableError("; ".join(errors))
+
+    async def _connect(self, host: str, http_port: int, grpc_port: int) -> weaviate.WeaviateAsyncClient:
         client = weaviate.use_async_with_custom(
-            http_host=self._host, http_port=self._http_port, http_secure=False,
-            grpc_host=self._host, grpc_port=self._grpc_port, grpc_secure=False,
+            http_host=host, http_port=http_port, http_secure=False,
+            grpc_host=host, grpc_port=grpc_port, grpc_secure=False,
             additional_config=AdditionalConfig(timeout=Timeout(init=10, query=self._timeout, insert=self._timeout)),
         )
         try:
-            await client.connect()
+            try:
+                await client.connect()
+            except WeaviateBaseError as exc:  # e.g. WeaviateGRPCUnavailableError: the node is not there
+                raise WeaviateConnectionError(message_of(exc)) from exc
             if not await client.collections.exists(self._collection_name):
                 await self._create(client)
             await self._add_missing_metadata_properties(client)
@@ -132,9 +161,30 @@ class WeaviateChunkStore:
         except (WeaviateConnectionError, OSError) as exc:
             await client.close()
             raise StoreUnavailableError(
-                f"Weaviate at {self._host}:{self._http_port} (gRPC {self._grpc_port}) is not reachable: {exc}"
-            ) from exc
-        self._client = client
+                f"Weaviate at {host}:{http_port} (gRPC {grpc_port}) is not reachable: {exc}") from exc
+        return client
+
+    async def _fail_over(self, failed: weaviate.WeaviateAsyncClient | None) -> None:
+        """The node behind ``failed`` does not answer: connect to the next node that does (the next
+        attempt of the failed call then goes there). Nothing happens when there is no other node,
+        when another call moved already, or when no other node answers either."""
+        if len(self._nodes) < 2:
+            return
+        async with self._moving:
+            if self._client is not failed or failed is None:
+                return
+            for step in range(1, len(self._nodes)):
+                at = (self._node + step) % len(self._nodes)
+                try:
+                    client = await self._connect(*self._nodes[at])
+                except StoreUnavailableError:
+                    continue
+                log.warning("weaviate_failover", collection=self._collection_name, away_from=self.node,
+                            to=f"{self._nodes[at][0]}:{self._nodes[at][1]}")
+                self._client, self._node = client, at
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(failed.close(), 5)
+                return
 
     async def _create(self, client: weaviate.WeaviateAsyncClient) -> None:
         try:
@@ -277,10 +327,14 @@ class WeaviateChunkStore:
             return False
 
     async def _fault(self, exc: BaseException, what: str) -> StoreUnavailableError:
-        """A whole write call failed: always the store's fault (no object is named, so none is to blame)."""
+        """A whole call failed: always the store's fault (no object is named, so none is to blame).
+        An unreachable node is left for the next one that answers (``failover``)."""
         kind = classify_exception(exc)
+        client = self._client
         if kind in ("rejected", "server_error"):
             kind = "server_error" if await self._live() else "unavailable"
+        if kind == "unavailable" and not await self._live():
+            await self._fail_over(client)
         return self._counted(StoreUnavailableError(f"Weaviate failed {what} ({kind}): {message_of(exc)}", kind=kind))
 
     async def _read_fault(self, exc: BaseException, what: str) -> StoreError | StoreUnavailableError:
@@ -351,6 +405,17 @@ class WeaviateChunkStore:
         return None if not parts else parts[0] if len(parts) == 1 else wvc.query.Filter.all_of(parts)
 
     async def search(self, query: StoreQuery) -> list[StoredHit]:
+        """Run ``query``; when the node fails it and the store moved to another node meanwhile, run it
+        there once more (a search is only a read: the caller's deadline bounds both)."""
+        node = self._node
+        try:
+            return await self._search(query)
+        except StoreUnavailableError:
+            if self._node == node:
+                raise
+            return await self._search(query)
+
+    async def _search(self, query: StoreQuery) -> list[StoredHit]:
         coll = self._collection
         filters = self._filters(query)
         meta = wvc.query.MetadataQuery(score=True, distance=True)

@@ -90,6 +90,8 @@ def test_server_properties_of_broker_2_of_3(settings: Settings, tmp_path: Path) 
         assert props[key] == "3", key
     assert props["min.insync.replicas"] == props["transaction.state.log.min.isr"] == "2"
     assert props["log.dirs"] == str(tmp_path / "data")
+    # a killed broker loses its leaderships after 4 s, not 9 (cluster-node-kills: searches waited out 9 s)
+    assert (props["broker.session.timeout.ms"], props["broker.heartbeat.interval.ms"]) == ("4000", "1000")
 
 
 @pytest.mark.parametrize(("brokers", "replication", "min_isr"), [(1, "1", "1"), (2, "2", "1"), (4, "3", "2")])
@@ -99,6 +101,7 @@ def test_replication_follows_the_number_of_brokers(settings: Settings, tmp_path:
     props = _props(cluster.kafka_properties(settings, layout, layout.kafka[0], tmp_path))
     assert (props["offsets.topic.replication.factor"], props["min.insync.replicas"]) == (replication, min_isr)
     assert props["controller.quorum.voters"].count("@") == brokers
+    assert ("broker.session.timeout.ms" in props) == (brokers > 1)
 
 
 def test_weaviate_env_of_node_2_of_3(settings: Settings, tmp_path: Path) -> None:
@@ -138,6 +141,10 @@ def test_a_worker_gets_its_own_web_port_and_a_weaviate_node_of_its_own(settings:
     assert env["FRESHET_INDEXER_WEB_PORT"] == "6068"
     assert env["FRESHET_KAFKA_BOOTSTRAP"] == "127.0.0.1:9092,127.0.0.1:9094,127.0.0.1:9096"
     assert (env["FRESHET_WEAVIATE_HTTP_PORT"], env["FRESHET_WEAVIATE_GRPC_PORT"]) == ("8081", "50052")
+    # the other nodes in turn after its own: a killed node leaves no worker without a store
+    failover = Settings(**{k.removeprefix("FRESHET_").lower(): v for k, v in env.items()}).weaviate_nodes
+    assert [n[1] for n in failover] == [8081, layout.weaviate[2].http_port, 8080]
+    assert len({n[1:] for n in failover}) == 3
     assert (env["FRESHET_TOPIC_REPLICATION"], env["FRESHET_WEAVIATE_REPLICATION_FACTOR"]) == ("3", "3")
     query = next(w for w in layout.workers if w.name == "query")
     assert cluster.worker_env(settings, layout, query)["FRESHET_QUERY_WEB_PORT"] == "6067"
@@ -168,3 +175,11 @@ def test_new_cluster_ids_never_read_as_an_option() -> None:
     assert len(ids) == 5000
     assert not [i for i in ids if i.startswith("-")]
     assert all(len(i) == 22 for i in ids)
+
+
+def test_failover_nodes_are_parsed_and_bad_ones_refused() -> None:
+    s = Settings(weaviate_failover="10.0.0.2:8080:50051, wv-3.svc:18080:15051")
+    assert s.weaviate_nodes == [("127.0.0.1", 8080, 50051), ("10.0.0.2", 8080, 50051), ("wv-3.svc", 18080, 15051)]
+    for bad in ("10.0.0.2:8080", "10.0.0.2:http:50051", ":8080:50051", "h:8080:70000"):
+        with pytest.raises(ValueError, match="host:http_port:grpc_port"):
+            Settings(weaviate_failover=bad)
