@@ -2,8 +2,8 @@
 
 Every value comes from an environment variable with the ``FRESHET_`` prefix (or a ``.env`` file in
 the working directory), e.g. ``FRESHET_KAFKA_BOOTSTRAP=broker:9092``. The entry point builds one
-:class:`Settings` and passes it down; nothing else reads ``os.environ``. The README's configuration
-table is the user-facing copy of this file.
+:class:`Settings` and passes it down; nothing else reads ``os.environ``. The configuration
+reference (docs/configuration.md) is the user-facing copy of this file.
 """
 
 from __future__ import annotations

@@ -382,7 +382,7 @@ class Stack:
         if procs.port_open(host, port):
             raise StackError(
                 f"port {port} on {host} is taken by another process, so {service} cannot start; stop it "
-                f"or choose another port (see the configuration table in the README)", service=service)
+                f"or choose another port (see docs/configuration.md)", service=service)
 
 
 def _run_quiet(argv: list[str]) -> tuple[int, str]:

@@ -3,7 +3,7 @@
 :func:`generate` draws ``n`` events over a pool of documents: new documents, edits, metadata-only
 changes, deletes (``op: delete``), tombstones (null value), re-creates after a delete, stale
 versions (at or below the highest seen) and exact duplicates of an earlier event. Alongside the
-stream it keeps its own model of each document, folded by the rules of the contract (README,
+stream it keeps its own model of each document, folded by the rules of the contract (docs/architecture.md,
 "Stale events"), independently of the indexer's code:
 
 * an upsert or delete applies only if its version is above the highest version seen so far;
