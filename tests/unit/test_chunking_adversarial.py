@@ -78,12 +78,16 @@ def _non_space(text: str) -> str:
 def test_a_1mb_adversarial_document_chunks_in_under_a_second(shape: str, content_type: str) -> None:
     doc = SHAPES[shape]()
     assert len(doc) >= MB
-    for _attempt in range(3):  # CPU time of this process: other load on a shared machine does not count
+    # CPU time of this process, the best of up to 5 tries: on a 2-core VM other processes still
+    # inflate it (shared caches, stolen time; CI once measured 1.06 s for a case that takes 0.35 s
+    # alone), while a super-linear chunker takes many seconds on every try
+    for attempt in range(5):
         start = time.process_time()
         out = chunk_document(doc, content_type=content_type, count_tokens=words)
         elapsed = time.process_time() - start
         if elapsed < 1.0:
             break
+        time.sleep(0.5 * (attempt + 1))
     assert elapsed < 1.0, f"{shape}: {elapsed:.2f} CPU-s for {len(doc)} chars"
     # Chunking drops whitespace only: every other character is in exactly one chunk, in order.
     assert _non_space("".join(c.text for c in out)) == _non_space(doc)
