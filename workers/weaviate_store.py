@@ -93,6 +93,12 @@ def _metadata_properties(fields: Mapping[str, str]) -> list[wvc.config.Property]
 _NO_TENANT = ""
 
 
+WATCH_SECONDS = 2.0
+"""How often a store with failover nodes checks that its node is live."""
+LIVE_SECONDS = 3.0
+"""How long a liveness check may take before the node counts as not live."""
+
+
 class WeaviateChunkStore:
     """Chunks in one Weaviate collection (HNSW, cosine; BM25 over text and title).
 
@@ -114,6 +120,8 @@ class WeaviateChunkStore:
         self._node = 0
         """Index in ``_nodes`` of the node the client talks to."""
         self._moving = asyncio.Lock()
+        self._watchdog: asyncio.Task[None] | None = None
+        self._retired: list[weaviate.WeaviateAsyncClient] = []
         self._collection_name = collection
         self._client: weaviate.WeaviateAsyncClient | None = None
 
@@ -140,8 +148,20 @@ class WeaviateChunkStore:
                 log.warning("weaviate_failover", collection=self._collection_name, to=f"{self._nodes[at][0]}:"
                             f"{self._nodes[at][1]}", away_from=self.node)
                 self._node = at
+            if len(self._nodes) > 1 and self._watchdog is None:
+                self._watchdog = asyncio.create_task(self._watch(), name="weaviate-node-watchdog")
             return
         raise StoreUnavailableError("; ".join(errors))
+
+    async def _watch(self) -> None:
+        """Every WATCH_SECONDS, move on from a node that is no longer live, without waiting for a
+        call to fail: a call to a dead node can hang until its caller's deadline cancels it (a
+        search's few seconds), and a cancelled call never reports its fault."""
+        while True:
+            await asyncio.sleep(WATCH_SECONDS)
+            client = self._client
+            if client is not None and not await self._live():
+                await self._fail_over(client)
 
     async def _connect(self, host: str, http_port: int, grpc_port: int) -> weaviate.WeaviateAsyncClient:
         client = weaviate.use_async_with_custom(
@@ -182,8 +202,9 @@ class WeaviateChunkStore:
                 log.warning("weaviate_failover", collection=self._collection_name, away_from=self.node,
                             to=f"{self._nodes[at][0]}:{self._nodes[at][1]}")
                 self._client, self._node = client, at
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(failed.close(), 5)
+                # kept open until close(): calls still running on it (the client retries a call for
+                # up to ~15 s) would fail with grpc's UsageError ("Channel is closed"), no Weaviate fault
+                self._retired.append(failed)
                 return
 
     async def _create(self, client: weaviate.WeaviateAsyncClient) -> None:
@@ -240,6 +261,15 @@ class WeaviateChunkStore:
                 log.info("metadata_property_added", collection=self._collection_name, property=prop.name)
 
     async def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+            self._watchdog = None
+        for old in self._retired:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(old.close(), 5)
+        self._retired.clear()
         if self._client is not None:
             await self._client.close()
             self._client = None
@@ -322,8 +352,8 @@ class WeaviateChunkStore:
 
     async def _live(self) -> bool:
         try:
-            return self._client is not None and bool(await self._client.is_live())
-        except (WeaviateBaseError, OSError):
+            return self._client is not None and bool(await asyncio.wait_for(self._client.is_live(), LIVE_SECONDS))
+        except (WeaviateBaseError, OSError, TimeoutError):
             return False
 
     async def _fault(self, exc: BaseException, what: str) -> StoreUnavailableError:

@@ -54,6 +54,22 @@ def test_a_store_moves_to_the_next_node_when_its_own_stops_answering(isolated: S
         assert {h.id for h in hits} == ids and reader.node == f"{s.weaviate_host}:{s.weaviate_http_port}"
         await reader.close()
 
+        # a dead node is left within a few seconds even when no call reports it (a search cancelled
+        # by its deadline never does)
+        idle = WeaviateChunkStore(host="127.0.0.1", http_port=http.port, grpc_port=grpc.port,
+                                  collection=s.collection, timeout=5, failover=[direct])
+        http.mend()
+        grpc.mend()
+        await idle.start()
+        http.cut()
+        grpc.cut()
+        for _ in range(40):
+            if idle.node != f"127.0.0.1:{http.port}":
+                break
+            await asyncio.sleep(0.25)
+        assert idle.node == f"{s.weaviate_host}:{s.weaviate_http_port}"
+        await idle.close()
+
         # a store whose first node is down when it starts begins on the next one
         late = WeaviateChunkStore(host="127.0.0.1", http_port=http.port, grpc_port=grpc.port, collection=s.collection,
                                   timeout=5, failover=[direct])
