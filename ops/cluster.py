@@ -174,12 +174,41 @@ class Ports:
     free: Callable[[], int]
     free_pair: Callable[[], int]
     taken: Callable[[int], bool]
+    given: set[int] = field(default_factory=set)
+    """Ports this plan uses already: ``free()`` knows only what listens now, so two picks made
+    before any node started could coincide (CI: weaviate-2 found its port "taken by another process")."""
+
+    def reserve(self, *ports: int) -> None:
+        self.given.update(ports)
+
+    def one(self) -> int:
+        for _ in range(1000):
+            port = self.free()
+            if port not in self.given:
+                self.given.add(port)
+                return port
+        raise StackError("no free port left that this layout does not use already", service="stack")
+
+    def pair(self) -> int:
+        for _ in range(1000):
+            port = self.free_pair()
+            if port not in self.given and port + 1 not in self.given:
+                self.given.update((port, port + 1))
+                return port
+        raise StackError("no two consecutive free ports left that this layout does not use already",
+                         service="stack")
 
     def near(self, default_first: bool, port: int) -> int:
-        return port if default_first and not self.taken(port) else self.free()
+        if default_first and port not in self.given and not self.taken(port):
+            self.given.add(port)
+            return port
+        return self.one()
 
     def near_pair(self, default_first: bool, port: int) -> int:
-        return port if default_first and not (self.taken(port) or self.taken(port + 1)) else self.free_pair()
+        if default_first and not ({port, port + 1} & self.given) and not (self.taken(port) or self.taken(port + 1)):
+            self.given.update((port, port + 1))
+            return port
+        return self.pair()
 
 
 def new_cluster_id() -> str:
@@ -201,6 +230,15 @@ def plan(s: Settings, shape: Shape, saved: Layout | None, ports: Ports, *,
     old_w = {n.index: n for n in saved.weaviate} if saved else {}
     old_workers = {(w.role, w.index): w for w in saved.workers} if saved else {}
 
+    ports.reserve(s.kafka_port, s.kafka_controller_port, s.weaviate_http_port, s.weaviate_grpc_port,
+                  s.indexer_web_port, s.query_web_port)
+    if saved:
+        ports.reserve(*(p for n in saved.kafka for p in (n.port, n.controller_port)),
+                      *(p for n in saved.weaviate for p in (n.http_port, n.grpc_port, n.gossip_port, n.data_port,
+                                                              n.raft_port, n.raft_rpc_port)),
+                      *(w.web_port for w in saved.workers))
+    if weaviate1_internal is not None:
+        ports.reserve(*weaviate1_internal)
     kafka = [KafkaNode(1, s.kafka_port, s.kafka_controller_port)]
     near_k = s.kafka_port == 9092
     for i in range(2, shape.brokers + 1):
@@ -210,13 +248,14 @@ def plan(s: Settings, shape: Shape, saved: Layout | None, ports: Ports, *,
     default_w = s.weaviate_http_port == 8080
     if default_w:
         first = (7946, 7947, 8300, 8301)
+        ports.reserve(*first)
     elif weaviate1_internal is not None:
         first = weaviate1_internal
     elif 1 in old_w:
         o = old_w[1]
         first = (o.gossip_port, o.data_port, o.raft_port, o.raft_rpc_port)
     else:
-        gossip, raft = ports.free_pair(), ports.free_pair()
+        gossip, raft = ports.pair(), ports.pair()
         first = (gossip, gossip + 1, raft, raft + 1)
     weaviate = [WeaviateNode(1, s.weaviate_http_port, s.weaviate_grpc_port, *first)]
     for i in range(2, shape.weaviate_nodes + 1):

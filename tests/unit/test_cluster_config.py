@@ -183,3 +183,17 @@ def test_failover_nodes_are_parsed_and_bad_ones_refused() -> None:
     for bad in ("10.0.0.2:8080", "10.0.0.2:http:50051", ":8080:50051", "h:8080:70000"):
         with pytest.raises(ValueError, match="host:http_port:grpc_port"):
             Settings(weaviate_failover=bad)
+
+
+def test_a_plan_never_gives_one_port_twice(settings: Settings) -> None:
+    # free() only knows what listens now: before any node starts it may return a port it returned
+    # already (CI: weaviate-2's port "taken by another process", by another node of the same plan)
+    picks = iter([41000, 41004, 41004, 41002, 41006, 41004, 41008, 41006, *range(41010, 41200, 2)])
+    ports = cluster.Ports(free=lambda: next(picks), free_pair=lambda: next(picks), taken=lambda p: True)
+    custom = Settings(**{**settings.model_dump(), "kafka_port": 41000, "weaviate_http_port": 41002})
+    layout = cluster.plan(custom, CLUSTER, None, ports)
+    used = [p for n in layout.kafka for p in (n.port, n.controller_port)]
+    used += [p for n in layout.weaviate for p in (n.http_port, n.grpc_port, n.gossip_port, n.data_port, n.raft_port,
+                                                   n.raft_rpc_port)]
+    used += [w.web_port for w in layout.workers]
+    assert len(used) == len(set(used)), sorted(p for p in used if used.count(p) > 1)
