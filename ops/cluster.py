@@ -160,8 +160,10 @@ def load(home: Path) -> Layout | None:
 
 
 def save(home: Path, layout: Layout) -> None:
+    """Write ``cluster.json`` atomically; a temporary file of its own per call, since two stacks of one
+    home may start at once (the chaos tier starts the indexer and the query worker side by side)."""
     home.mkdir(parents=True, exist_ok=True)
-    tmp = home / f".{LAYOUT_FILE}.tmp"
+    tmp = home / f".{LAYOUT_FILE}.{uuid.uuid4().hex}.tmp"
     tmp.write_text(layout.to_json(), encoding="utf-8")
     tmp.replace(home / LAYOUT_FILE)
 

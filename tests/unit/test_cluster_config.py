@@ -197,3 +197,21 @@ def test_a_plan_never_gives_one_port_twice(settings: Settings) -> None:
                                                    n.raft_rpc_port)]
     used += [w.web_port for w in layout.workers]
     assert len(used) == len(set(used)), sorted(p for p in used if used.count(p) > 1)
+
+
+def test_saves_of_one_home_from_several_threads_never_fail(settings: Settings) -> None:
+    # CI: the chaos tier starts the indexer and the query worker of one home side by side; both
+    # saved cluster.json through the same temporary file, and one found it gone (FileNotFoundError)
+    import concurrent.futures
+
+    layout = cluster.plan(settings, CLUSTER, None, _ports())
+
+    def many() -> None:
+        for _ in range(200):
+            cluster.save(settings.home, layout)
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        for fut in [pool.submit(many) for _ in range(4)]:
+            fut.result()
+    assert cluster.load(settings.home) == layout
+    assert [p.name for p in settings.home.iterdir() if p.name.endswith(".tmp")] == []
