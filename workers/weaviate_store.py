@@ -31,6 +31,7 @@ from weaviate.exceptions import (
     WeaviateConnectionError,
     WeaviateInsertManyAllFailedError,
     WeaviateInvalidInputError,
+    WeaviateTimeoutError,
 )
 
 from freshet.errors import StoreError, StoreUnavailableError
@@ -93,7 +94,7 @@ def _metadata_properties(fields: Mapping[str, str]) -> list[wvc.config.Property]
 _NO_TENANT = ""
 
 
-WATCH_SECONDS = 2.0
+WATCH_SECONDS = 1.0
 """How often a store with failover nodes checks that its node is live."""
 LIVE_SECONDS = 3.0
 """How long a liveness check may take before the node counts as not live."""
@@ -122,6 +123,8 @@ class WeaviateChunkStore:
         self._moving = asyncio.Lock()
         self._watchdog: asyncio.Task[None] | None = None
         self._retired: list[weaviate.WeaviateAsyncClient] = []
+        self._moved = asyncio.Event()
+        """Set (and replaced) each time the store moves to another node: wakes the searches in flight."""
         self._collection_name = collection
         self._client: weaviate.WeaviateAsyncClient | None = None
 
@@ -160,10 +163,18 @@ class WeaviateChunkStore:
         while True:
             await asyncio.sleep(WATCH_SECONDS)
             client = self._client
-            if client is not None and not await self._live():
-                await self._fail_over(client)
+            try:
+                if client is not None and not await self._live():
+                    await self._fail_over(client)
+            except Exception as exc:  # noqa: BLE001 - the watchdog outlives any one failed move: it tries again
+                log.warning("weaviate_failover_failed", collection=self._collection_name, away_from=self.node,
+                            error=f"{type(exc).__name__}: {message_of(exc)}"[:500])
 
-    async def _connect(self, host: str, http_port: int, grpc_port: int) -> weaviate.WeaviateAsyncClient:
+    async def _connect(self, host: str, http_port: int, grpc_port: int, *,
+                       setup: bool = True) -> weaviate.WeaviateAsyncClient:
+        """A client of the node at ``host``; with ``setup``, the collection is created, completed and
+        checked through it (a failover skips that: the schema is the cluster's, done at start, and
+        schema calls may wait for a new Raft leader when the node left behind led it)."""
         client = weaviate.use_async_with_custom(
             http_host=host, http_port=http_port, http_secure=False,
             grpc_host=host, grpc_port=grpc_port, grpc_secure=False,
@@ -174,11 +185,12 @@ class WeaviateChunkStore:
                 await client.connect()
             except WeaviateBaseError as exc:  # e.g. WeaviateGRPCUnavailableError: the node is not there
                 raise WeaviateConnectionError(message_of(exc)) from exc
-            if not await client.collections.exists(self._collection_name):
-                await self._create(client)
-            await self._add_missing_metadata_properties(client)
-            await self._check_replication(client)
-        except (WeaviateConnectionError, OSError) as exc:
+            if setup:
+                if not await client.collections.exists(self._collection_name):
+                    await self._create(client)
+                await self._add_missing_metadata_properties(client)
+                await self._check_replication(client)
+        except (WeaviateConnectionError, WeaviateTimeoutError, OSError) as exc:
             await client.close()
             raise StoreUnavailableError(
                 f"Weaviate at {host}:{http_port} (gRPC {grpc_port}) is not reachable: {exc}") from exc
@@ -196,12 +208,14 @@ class WeaviateChunkStore:
             for step in range(1, len(self._nodes)):
                 at = (self._node + step) % len(self._nodes)
                 try:
-                    client = await self._connect(*self._nodes[at])
+                    client = await self._connect(*self._nodes[at], setup=False)
                 except StoreUnavailableError:
                     continue
                 log.warning("weaviate_failover", collection=self._collection_name, away_from=self.node,
                             to=f"{self._nodes[at][0]}:{self._nodes[at][1]}")
                 self._client, self._node = client, at
+                self._moved.set()
+                self._moved = asyncio.Event()
                 # kept open until close(): calls still running on it (the client retries a call for
                 # up to ~15 s) would fail with grpc's UsageError ("Channel is closed"), no Weaviate fault
                 self._retired.append(failed)
@@ -435,11 +449,24 @@ class WeaviateChunkStore:
         return None if not parts else parts[0] if len(parts) == 1 else wvc.query.Filter.all_of(parts)
 
     async def search(self, query: StoreQuery) -> list[StoredHit]:
-        """Run ``query``; when the node fails it and the store moved to another node meanwhile, run it
-        there once more (a search is only a read: the caller's deadline bounds both)."""
-        node = self._node
+        """Run ``query``; when the store moves to another node while it runs (weaviate-client retries
+        a search on an unreachable node for many seconds) or the node fails it after a move, run it
+        on the new node once more (a search is only a read: the caller's deadline bounds both)."""
+        node, moved = self._node, self._moved
+        call = asyncio.ensure_future(self._search(query))
+        woken = asyncio.ensure_future(moved.wait())
         try:
+            await asyncio.wait((call, woken), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            woken.cancel()
+            if not call.done():  # moved away, or the caller gave up
+                call.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StoreError, StoreUnavailableError):
+                    await call
+        if call.cancelled():
             return await self._search(query)
+        try:
+            return call.result()
         except StoreUnavailableError:
             if self._node == node:
                 raise

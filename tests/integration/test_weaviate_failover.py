@@ -7,6 +7,7 @@ for the worker it is a node gone dark; the same server, reached directly, is the
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -88,3 +89,42 @@ def test_a_store_moves_to_the_next_node_when_its_own_stops_answering(isolated: S
     finally:
         http.close()
         grpc.close()
+
+
+#: The deadline the chaos tier's searches carry (tests/chaos/cluster/test_node_kills.py).
+SEARCH_DEADLINE_S = 4.0
+
+
+def test_a_search_in_flight_when_its_node_dies_is_answered_from_the_next_node_within_its_deadline(
+        isolated: Settings) -> None:
+    """weaviate-client retries a gRPC search on an unreachable node for many seconds; the search
+    must not ride those retries out once the store has moved to another node."""
+    s = isolated
+    http, grpc = Proxy(s.weaviate_host, s.weaviate_http_port), Proxy(s.weaviate_host, s.weaviate_grpc_port)
+    direct = (s.weaviate_host, s.weaviate_http_port, s.weaviate_grpc_port)
+    vec = [1.0] + [0.0] * 383
+
+    async def scenario() -> tuple[set[str], float, str]:
+        store = WeaviateChunkStore(host="127.0.0.1", http_port=http.port, grpc_port=grpc.port, collection=s.collection,
+                                   timeout=30, failover=[direct])
+        await store.start()
+        await store.upsert([record("a", 0, "alpha", vec)])
+        http.cut()
+        grpc.cut()
+        started = time.monotonic()
+        try:
+            hits = await asyncio.wait_for(store.search(StoreQuery(mode="vector", text="alpha", vector=vec, limit=5)),
+                                          SEARCH_DEADLINE_S)
+        except TimeoutError:
+            hits = []
+        took, node = time.monotonic() - started, store.node
+        await store.close()
+        return {h.id for h in hits}, took, node
+
+    try:
+        found, took, node = asyncio.run(scenario())
+    finally:
+        http.close()
+        grpc.close()
+    assert node == f"{s.weaviate_host}:{s.weaviate_http_port}"
+    assert found == {record("a", 0, "", vec).id}, f"no answer within {SEARCH_DEADLINE_S} s (took {took:.1f} s)"
