@@ -338,9 +338,10 @@ def kafka_properties(s: Settings, layout: Layout, node: KafkaNode, data: Path) -
         f"transaction.state.log.min.isr={shape.min_insync}",
         "group.initial.rebalance.delay.ms=0",
         "auto.create.topics.enable=true",
-        # a killed broker's partitions get new leaders once the controller fences it: after 4 s of
-        # missed heartbeats, not the default 9 s (searches and writes to them wait meanwhile)
-        *(["broker.session.timeout.ms=4000", "broker.heartbeat.interval.ms=1000"] if shape.brokers > 1 else []),
+        # a killed broker's partitions get new leaders once the controller fences it: after 2 s of
+        # missed heartbeats (every 0.5 s), not the default 9 s; searches and writes to them wait
+        # meanwhile, and a search's deadline is a few seconds (4 s fenced: 6 late or lost of 85)
+        *(["broker.session.timeout.ms=2000", "broker.heartbeat.interval.ms=500"] if shape.brokers > 1 else []),
         "",
     ])
 

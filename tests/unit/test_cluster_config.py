@@ -91,7 +91,7 @@ def test_server_properties_of_broker_2_of_3(settings: Settings, tmp_path: Path) 
     assert props["min.insync.replicas"] == props["transaction.state.log.min.isr"] == "2"
     assert props["log.dirs"] == str(tmp_path / "data")
     # a killed broker loses its leaderships after 4 s, not 9 (cluster-node-kills: searches waited out 9 s)
-    assert (props["broker.session.timeout.ms"], props["broker.heartbeat.interval.ms"]) == ("4000", "1000")
+    assert (props["broker.session.timeout.ms"], props["broker.heartbeat.interval.ms"]) == ("2000", "500")
 
 
 @pytest.mark.parametrize(("brokers", "replication", "min_isr"), [(1, "1", "1"), (2, "2", "1"), (4, "3", "2")])
