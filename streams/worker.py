@@ -34,7 +34,7 @@ def build(settings: Settings, role: Role) -> faust.App:
     """The Faust app of ``role`` with its agents, adapters and web pages."""
     app, topics = create_app(settings, role)
     embedder = SentenceTransformerEmbedder(settings.model, device=settings.model_device,
-                                           batch_size=settings.embed_batch_size)
+                                           batch_size=settings.embed_batch_size, backend=settings.model_backend)
     store = WeaviateChunkStore(host=settings.weaviate_host, http_port=settings.weaviate_http_port,
                                grpc_port=settings.weaviate_grpc_port, collection=settings.collection,
                                metadata_fields=settings.metadata_schema,

