@@ -81,6 +81,9 @@ def test_broker_and_weaviate_node_killed_mid_stream(cluster: ClusterNodes, chaos
         sc.row.notes.append(f"all searches: {_summary(sc.searches.searches)}")
         if bad:
             sc.row.notes.append(f"when the searches not answered 'ok' were sent: {_timeline(bad, windows)}")
+            first = sc.searches.searches[0].sent
+            sc.row.notes.append("those searches, sent (s after the first search) -> answered after (s): " + ", ".join(
+                f"{s.sent - first:.1f} -> {'none' if s.done is None else f'{s.done - s.sent:.1f}'}" for s in bad[:20]))
         if bad:
             sc.fail(f"{len(bad)} of {len(sc.searches.searches)} searches not answered 'ok' within their deadline: "
                     f"{_summary(bad)}")
