@@ -1,7 +1,8 @@
 """Fixtures of the cluster scenarios (``make chaos-cluster``): the cluster, started once, and the report.
 
-The scenarios run only when ``CHAOS_CLUSTER=1`` (``make chaos-cluster`` sets it), so ``make chaos``
-and CI, which collect all of ``tests/chaos``, skip them. The cluster and its workers live under
+The scenarios run only when ``CHAOS_CLUSTER=1`` (``make chaos-cluster`` sets it), so ``make chaos``,
+which collects all of ``tests/chaos``, skips them; ``.ci/run`` runs them after it with
+``make chaos-cluster`` at a CI scale (``CHAOS_EVENTS=2000 CHAOS_KILLS=4``). The cluster and its workers live under
 ``<CHAOS_DIR>/cluster`` (default ``.freshet/chaos/cluster``); the reliability table of these
 scenarios is written to ``<CHAOS_DIR>/cluster/report.md``, apart from the single-node tier's.
 The scale knobs are the tier's (``CHAOS_EVENTS``, ``CHAOS_KILLS``, ``CHAOS_OUTAGE_SECONDS``,
