@@ -89,11 +89,16 @@ class Pipeline:
 
 
 def start_pipeline(settings: Settings) -> Pipeline:
-    """Start both workers at once (each loads the model: on two cores that is most of a minute)."""
+    """Start both workers at once; when either fails to start, stop both (a worker that did start
+    would outlive the scenario and take the cores from the next ones)."""
     stack = Stack(settings)
-    with ThreadPoolExecutor(2) as pool:
-        for fut in [pool.submit(stack.up, [role]) for role in ("indexer", "query")]:
-            fut.result()
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            for fut in [pool.submit(stack.up, [role]) for role in ("indexer", "query")]:
+                fut.result()
+    except BaseException:
+        stack.down(["indexer", "query"])
+        raise
     return Pipeline(settings, stack)
 
 
