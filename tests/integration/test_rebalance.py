@@ -82,7 +82,8 @@ def test_partitions_moving_under_load_lose_nothing_and_leak_no_fenced_write(
         two_indexers: tuple[Settings, Settings], record_property: Any) -> None:
     first, second = two_indexers
     work = generate(800, seed=11, docs=80, prefix="rebalance")
-    writer = threading.Thread(target=publish_slowly, args=(first, work, 180.0))
+    # paced to last about as long as the six moves (8 s apart, a join 5-15 s): each lands under load
+    writer = threading.Thread(target=publish_slowly, args=(first, work, 100.0))
     writer.start()
     pid_file = second.home / "run" / "indexer.pid"
     for move in ("join", "leave", "join", "kill", "join", "leave"):
