@@ -102,7 +102,10 @@ def test_metrics_fill_under_a_stream_of_edits(observed: Settings) -> None:
              "the freshness histogram to fill")
     wait_for(lambda: scrape(observed, "query").get("freshet_searchable_freshness_seconds_count", 0) >= 3,
              "the searchability probe to find new chunks")
-    wait_for(lambda: 'freshet_golden_ndcg_at_10{mode="hybrid"}' in scrape(observed, "query"), "the golden-set probe")
+    # The probe runs every 4 s from the query worker's start, so its first figure may come from an index
+    # still empty (0.0, truly); wait for one taken after the documents were indexed.
+    wait_for(lambda: scrape(observed, "query").get('freshet_golden_ndcg_at_10{mode="hybrid"}', 0) > 0,
+             "the golden-set probe over the indexed documents")
     ix, q = scrape(observed, "indexer"), scrape(observed, "query")
     assert ix["freshet_chunks_embedded_total"] > 0 and ix["freshet_events_applied_total"] >= DOCS
     assert ix['freshet_dead_lettered_total{reason="invalid_json",worker="indexer"}'] == 1
