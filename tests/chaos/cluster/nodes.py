@@ -11,8 +11,10 @@ spawns them (every broker in the bootstrap list, worker k on Weaviate node ((k -
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 
 from freshet.settings import Settings
@@ -23,6 +25,8 @@ from ops.stack import Stack
 #: The cluster of the issue: 3 brokers, 3 Weaviate nodes, 2 indexers, 2 query workers.
 SHAPE = Shape(brokers=3, weaviate_nodes=3, indexers=2, query_workers=2)
 NODE_KINDS = ("kafka", "weaviate")
+#: A broker log line: its time (local, to the millisecond) and text.
+_LOG_LINE = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\] \w+ (.*)$")
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,36 @@ class ClusterNodes:
         the one it found then (none: one broker) and would refuse to start a node of three.
         """
         Stack(self.stack.s, self.stack.shape).up([kind])
+
+    def broker_log(self, since: float) -> list[tuple[float, str]]:
+        """Every broker's log lines written since ``since`` (wall clock), oldest first."""
+        out: list[tuple[float, str]] = []
+        for path in sorted((self.stack.home / "logs").glob("kafka*.log")):
+            for line in path.read_text(errors="replace").splitlines():
+                m = _LOG_LINE.match(line)
+                if m:
+                    at = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+                    if at >= since:
+                        out.append((at, m.group(2)))
+        return sorted(out)
+
+    def active_controller(self) -> str:
+        """The broker that is the active KRaft controller now (the last one its logs say was elected)."""
+        leaders = [m for _, text in self.broker_log(0.0)
+                   if (m := re.search(r"\[RaftManager id=(\d+)\] Completed transition to Leader", text))]
+        if not leaders:
+            raise AssertionError(f"no broker log under {self.stack.home / 'logs'} names an elected controller")
+        node = int(leaders[-1].group(1))
+        return "kafka" if node == 1 else f"kafka-{node}"
+
+    def fenced(self, broker: int, since: float) -> tuple[float | None, bool]:
+        """When the KRaft controller fenced ``broker`` (its session timed out) after ``since``, and whether
+        a new controller was elected meanwhile (the dead broker was the active controller)."""
+        lines = self.broker_log(since)
+        at = next((t for t, text in lines if f"Fencing broker {broker} because its session has timed out" in text),
+                  None)
+        elected = any("Completed transition to Leader" in text for t, text in lines if at is None or t <= at)
+        return at, elected
 
 
 def stop_everything(root: Path) -> list[str]:
