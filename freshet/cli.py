@@ -335,15 +335,18 @@ def _modes(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str,
               help="Evaluate only the first N judged queries.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--keep", is_flag=True, help="Keep the evaluation's topics and collection afterwards.")
+@click.option("--sweep", "do_sweep", is_flag=True,
+              help="Also run hybrid search over a grid of fusions and alphas, each nDCG@10 with a 95 % bootstrap "
+                   "interval over queries and its paired interval against the better single mode.")
 @click.pass_obj
 def eval_(settings: Settings, directory: Path, modes: tuple[str, ...], alpha: float | None,
-          limit_queries: int | None, as_json: bool, keep: bool) -> None:
+          limit_queries: int | None, as_json: bool, keep: bool, do_sweep: bool) -> None:
     """nDCG@10, Recall@100 and MRR@10 of the real pipeline on a BEIR dataset, beside the exact ranking."""
     from ops.bench.evaluation import main as run_eval
 
     try:
         sys.exit(run_eval(settings, directory, modes=modes, alpha=alpha, limit_queries=limit_queries,
-                          as_json=as_json, keep=keep))
+                          as_json=as_json, keep=keep, do_sweep=do_sweep))
     except FreshetError as exc:
         _fail(exc)
 

@@ -107,6 +107,17 @@ class Settings(BaseSettings):
                             "model is a local directory of that shape).")
     embed_batch_size: int = Field(32, ge=1, description="Texts per model forward pass.")
 
+    # --- Keyword search and fusion -------------------------------------------------------------
+    bm25_k1: float = Field(0.9, ge=0, le=3, description="BM25 term-frequency saturation of the keyword side "
+                                                         "(the collection's setting; applied at each start).")
+    bm25_b: float = Field(0.4, ge=0, le=1, description="BM25 length normalization of the keyword side "
+                                                       "(the collection's setting; applied at each start).")
+    keyword_operator: Literal["or", "and"] = Field(
+        "or", description="Which chunks the keyword side matches: 'or' any analyzed query word, 'and' every one.")
+    hybrid_fusion: Literal["relative_score", "ranked"] = Field(
+        "relative_score", description="How hybrid search fuses its sides: 'relative_score' (each side's scores "
+                                      "min-max normalized, then weighted by alpha) or 'ranked' (reciprocal ranks).")
+
     # --- Indexer -----------------------------------------------------------------------------
     index_batch_size: int = Field(64, ge=1, description="Max change events per micro-batch.")
     index_linger_seconds: float = Field(0.5, gt=0, description="Max wait to fill a micro-batch.")

@@ -24,6 +24,7 @@ REQUEST_ID_HEADER = "request_id"
 REPLY_TOPIC_HEADER = "reply_topic"
 
 SearchMode = Literal["hybrid", "vector", "keyword"]
+Fusion = Literal["relative_score", "ranked"]
 #: Hybrid weight of the vector side, tuned with ranked fusion and BM25 in AND mode on msmarco-5k and
 #: dbpedia-5k (``freshet eval``): every value from 0.75 to 0.95 keeps hybrid at or above the better
 #: of vector and keyword on both; 0.5 falls well below vector.
@@ -149,6 +150,9 @@ class SearchRequest(BaseModel):
     query: str = Field(min_length=1, max_length=4000, description="The search text.")
     mode: SearchMode = Field("hybrid", description="hybrid (default), vector (dense) or keyword (BM25).")
     alpha: float = Field(DEFAULT_ALPHA, ge=0.0, le=1.0, description="Hybrid weight of the vector side.")
+    fusion: Fusion | None = Field(None, description="How hybrid fuses its sides: relative_score (min-max normalized "
+                                                    "scores) or ranked (reciprocal ranks); empty = the worker's "
+                                                    "FRESHET_HYBRID_FUSION.")
     top_k: int = Field(10, ge=1, le=100, description="Number of hits.")
     tenant: str | None = Field(None, description="Search only this tenant's documents.")
     filters: Filter | None = Field(None, description="Conditions on doc_id, tenant, title and declared "

@@ -40,7 +40,9 @@ def build(settings: Settings, role: Role) -> faust.App:
                                metadata_fields=settings.metadata_schema,
                                replication_factor=settings.weaviate_replication_factor,
                                consistency=settings.weaviate_consistency, timeout=settings.weaviate_timeout_seconds,
-                               failover=settings.weaviate_nodes[1:])
+                               failover=settings.weaviate_nodes[1:], bm25_k1=settings.bm25_k1,
+                               bm25_b=settings.bm25_b, keyword_operator=settings.keyword_operator,
+                               fusion=settings.hybrid_fusion)
     health = web.Health(role)
     instance = f"{role}@{socket.gethostname()}:{os.getpid()}"
     if role == "indexer":

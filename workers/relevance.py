@@ -2,7 +2,8 @@
 
 The metrics are trec_eval's, through ``pytrec_eval`` (the package ``pytrec-eval-terrier``), as
 BEIR computes them: nDCG@10 on the graded judgements, Recall@100 and MRR@10 counting a document
-relevant when its grade is at least 1. Only the mean over queries is computed here.
+relevant when its grade is at least 1. The mean over queries, each query's figure, and bootstrap
+intervals over queries (resampled with replacement) are computed here.
 
 Traps: trec_eval orders a run by score and breaks ties by document id, not by the order given, so
 :func:`as_run` turns a ranking into strictly decreasing scores; and a query missing from a run is
@@ -11,7 +12,9 @@ silently left out of the mean, so :func:`evaluate` gives every judged query a ru
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable, Mapping, Sequence
+from math import fsum
 from statistics import fmean
 
 import pytrec_eval
@@ -49,6 +52,14 @@ def as_run(ranking: Sequence[str]) -> dict[str, float]:
     return {doc_id: float(len(ranking) - i) for i, doc_id in enumerate(ranking)}
 
 
+def per_query(qrels: Qrels, rankings: Mapping[str, Sequence[str]], metric: str = "ndcg@10") -> dict[str, float]:
+    """``metric`` of each query of ``qrels`` (no ranking counts as zero)."""
+    measure, key, cut = METRICS[metric]
+    run = {qid: as_run(list(rankings.get(qid, ()))[:cut]) for qid in qrels}
+    scores = pytrec_eval.RelevanceEvaluator(qrels, {measure}).evaluate(run)
+    return {qid: float(scores[qid][key]) for qid in qrels}
+
+
 def evaluate(qrels: Qrels, rankings: Mapping[str, Sequence[str]],
              metrics: Mapping[str, tuple[str, str, int | None]] = METRICS) -> dict[str, float]:
     """Mean of each of ``metrics`` over every query of ``qrels`` (no ranking counts as zero)."""
@@ -58,3 +69,23 @@ def evaluate(qrels: Qrels, rankings: Mapping[str, Sequence[str]],
         scores = pytrec_eval.RelevanceEvaluator(qrels, {measure}).evaluate(run)
         out[name] = fmean(float(scores[qid][key]) for qid in qrels)
     return out
+
+
+def bootstrap_interval(values: Sequence[float], *, level: float = 0.95, resamples: int = 2000,
+                       seed: int = 20261205) -> tuple[float, float]:
+    """The ``level`` percentile interval of the mean of ``values`` (one per query), resampling the
+    queries with replacement ``resamples`` times; seeded, so a rerun prints the same interval."""
+    if not values:
+        return (0.0, 0.0)
+    rnd = random.Random(seed)
+    n = len(values)
+    means = sorted(fsum(values[rnd.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
+    tail = (1.0 - level) / 2
+    return means[int(tail * (resamples - 1))], means[int(round((1.0 - tail) * (resamples - 1)))]
+
+
+def paired_interval(a: Mapping[str, float], b: Mapping[str, float], *, level: float = 0.95, resamples: int = 2000,
+                    seed: int = 20261205) -> tuple[float, float]:
+    """The bootstrap interval of the mean per-query difference ``a - b`` (same queries resampled for
+    both: the interval of "a is better than b", tighter than comparing two separate intervals)."""
+    return bootstrap_interval([a[q] - b[q] for q in sorted(a) if q in b], level=level, resamples=resamples, seed=seed)

@@ -163,7 +163,8 @@ class Searcher:
         vector = await self._vector(req.query) if req.mode != "keyword" else None
         t2 = time.perf_counter()
         stored = await self._store.search(StoreQuery(
-            mode=req.mode, text=req.query, vector=vector, alpha=req.alpha, tenant=req.tenant, filters=req.filters,
+            mode=req.mode, text=req.query, vector=vector, alpha=req.alpha, fusion=req.fusion, tenant=req.tenant,
+            filters=req.filters,
             limit=fetch_limit(req.top_k, self._overfetch, req.group_by_doc),
         ))
         admitted = self.view.admit(stored)

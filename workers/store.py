@@ -48,6 +48,8 @@ class StoreQuery:
     alpha: float = DEFAULT_ALPHA
     tenant: str | None = None
     filters: Filter | None = None
+    fusion: str | None = None
+    """Hybrid fusion (``relative_score``, ``ranked``); None: the store's own setting."""
 
 
 @dataclass(frozen=True, slots=True)

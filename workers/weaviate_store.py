@@ -37,6 +37,7 @@ from weaviate.exceptions import (
 from freshet.errors import StoreError, StoreUnavailableError
 from schemas.search import BUILTIN_FILTER_FIELDS, AllOf, AnyOf, Condition, Filter
 from workers import metrics
+from workers.analysis import analyzed_query, keyword_text
 from workers.store import ChunkRecord, StoredHit, StoreQuery
 from workers.weaviate_faults import (
     EVENT_PROPERTY_PREFIX,
@@ -70,11 +71,20 @@ _PROPERTIES = [
     wvc.config.Property(name="indexed_at", data_type=wvc.config.DataType.DATE),
     wvc.config.Property(name="metadata_json", data_type=wvc.config.DataType.TEXT,
                         index_searchable=False, index_filterable=False),
+    wvc.config.Property(name="keywords", data_type=wvc.config.DataType.TEXT,
+                        tokenization=wvc.config.Tokenization.WHITESPACE, index_filterable=False),
 ]
-#: How hybrid search fuses its sides: ranked fusion, and a BM25 side that needs every query word
-#: (tuned with ``freshet eval``; see :data:`schemas.search.DEFAULT_ALPHA`). Keyword mode stays OR.
-HYBRID: dict[str, Any] = {"fusion_type": wvc.query.HybridFusion.RANKED,
-                          "bm25_operator": wvc.query.BM25Operator.and_()}
+#: The property BM25 searches: the title and text of a chunk as :func:`workers.analysis.keyword_text`
+#: analyzes them (stemmed, without stop words), whitespace-tokenized.
+KEYWORDS = "keywords"
+#: How hybrid search may fuse its sides (``FRESHET_HYBRID_FUSION``).
+FUSIONS = {"relative_score": wvc.query.HybridFusion.RELATIVE_SCORE, "ranked": wvc.query.HybridFusion.RANKED}
+
+
+def bm25_operator(name: str) -> Any:
+    """``FRESHET_KEYWORD_OPERATOR`` as weaviate-client's: ``or`` (any query word) or ``and`` (every one)."""
+    return wvc.query.BM25Operator.and_() if name == "and" else wvc.query.BM25Operator.or_(minimum_match=1)
+
 #: Declared metadata fields are stored as top-level properties with this prefix (filterable).
 METADATA_PREFIX = EVENT_PROPERTY_PREFIX
 _METADATA_TYPES = {
@@ -112,8 +122,12 @@ class WeaviateChunkStore:
     def __init__(self, *, host: str, http_port: int, grpc_port: int, collection: str,
                  metadata_fields: Mapping[str, str] | None = None, replication_factor: int | None = None,
                  consistency: str = "QUORUM", timeout: float = 30.0,
-                 failover: Sequence[tuple[str, int, int]] = ()) -> None:
+                 failover: Sequence[tuple[str, int, int]] = (), bm25_k1: float = 1.2, bm25_b: float = 0.75,
+                 keyword_operator: str = "or", fusion: str = "relative_score") -> None:
         self._metadata_fields = dict(metadata_fields or {})
+        self._bm25 = (bm25_k1, bm25_b)
+        self._operator = bm25_operator(keyword_operator)
+        self._fusion = FUSIONS[fusion]
         self._timeout = timeout
         self._replication_factor = replication_factor
         self._consistency = wvc.config.ConsistencyLevel(consistency)
@@ -188,8 +202,9 @@ class WeaviateChunkStore:
             if setup:
                 if not await client.collections.exists(self._collection_name):
                     await self._create(client)
-                await self._add_missing_metadata_properties(client)
+                await self._add_missing_properties(client)
                 await self._check_replication(client)
+                await self._check_bm25(client)
         except (WeaviateConnectionError, WeaviateTimeoutError, OSError) as exc:
             await client.close()
             raise StoreUnavailableError(
@@ -233,7 +248,8 @@ class WeaviateChunkStore:
                     ),
                 ),
                 inverted_index_config=wvc.config.Configure.inverted_index(
-                    index_null_state=True, index_timestamps=False
+                    index_null_state=True, index_timestamps=False, bm25_k1=self._bm25[0], bm25_b=self._bm25[1],
+                    stopwords_preset=wvc.config.StopwordsPreset.NONE,
                 ),
                 replication_config=self._replication_config(),
             )
@@ -265,14 +281,27 @@ class WeaviateChunkStore:
                              "FRESHET_WEAVIATE_REPLICATION_FACTOR to match it, or start from an empty stack "
                              "(make clean) to create it anew")
 
-    async def _add_missing_metadata_properties(self, client: weaviate.WeaviateAsyncClient) -> None:
-        """A metadata field declared after the collection was created becomes a new property."""
+    async def _add_missing_properties(self, client: weaviate.WeaviateAsyncClient) -> None:
+        """A metadata field declared after the collection was created becomes a new property; so does
+        the BM25 property of a collection made before it existed (a chunk written before then has no
+        keywords, so keyword search misses it, until it is written again)."""
         coll = client.collections.use(self._collection_name)
         existing = {p.name for p in (await coll.config.get()).properties}
-        for prop in _metadata_properties(self._metadata_fields):
+        keywords = [p for p in _PROPERTIES if p.name == KEYWORDS]
+        for prop in [*keywords, *_metadata_properties(self._metadata_fields)]:
             if prop.name not in existing:
                 await coll.config.add_property(prop)
-                log.info("metadata_property_added", collection=self._collection_name, property=prop.name)
+                log.info("property_added", collection=self._collection_name, property=prop.name)
+
+    async def _check_bm25(self, client: weaviate.WeaviateAsyncClient) -> None:
+        """Set the collection's BM25 k1 and b to the configured ones (both may change at any time)."""
+        coll = client.collections.use(self._collection_name)
+        bm25 = (await coll.config.get()).inverted_index_config.bm25
+        if (round(bm25.k1, 6), round(bm25.b, 6)) != (round(self._bm25[0], 6), round(self._bm25[1], 6)):
+            await coll.config.update(inverted_index_config=wvc.config.Reconfigure.inverted_index(
+                bm25_k1=self._bm25[0], bm25_b=self._bm25[1]))
+            log.info("bm25_parameters_set", collection=self._collection_name, k1=self._bm25[0], b=self._bm25[1],
+                     were=(bm25.k1, bm25.b))
 
     async def close(self) -> None:
         if self._watchdog is not None:
@@ -399,7 +428,7 @@ class WeaviateChunkStore:
             "doc_id": r.doc_id, "tenant": r.tenant or _NO_TENANT, "title": r.title or "",
             "heading_path": list(r.heading_path), "position": r.position, "text": r.text,
             "version": r.version, "content_hash": r.content_hash, "indexed_at": r.indexed_at,
-            "metadata_json": json.dumps(r.metadata, sort_keys=True),
+            "metadata_json": json.dumps(r.metadata, sort_keys=True), KEYWORDS: keyword_text(r.title, r.text),
         }
         for name, value in r.metadata.items():
             if name in self._metadata_fields:
@@ -477,17 +506,22 @@ class WeaviateChunkStore:
         filters = self._filters(query)
         meta = wvc.query.MetadataQuery(score=True, distance=True)
         try:
+            words = analyzed_query(query.text)
             if query.mode == "keyword":
-                res = await coll.query.bm25(query.text, query_properties=["text", "title"],
+                if not words:  # nothing but stop words and punctuation: no word to match
+                    return []
+                res = await coll.query.bm25(words, query_properties=[KEYWORDS], operator=self._operator,
                                             limit=query.limit, filters=filters, return_metadata=meta)
-            elif query.mode == "vector":
+            elif query.mode == "vector" or not words:
                 res = await coll.query.near_vector(list(query.vector or []), target_vector=VECTOR_NAME,
                                                    limit=query.limit, filters=filters, return_metadata=meta)
             else:
-                res = await coll.query.hybrid(query.text, vector=list(query.vector or []) or None,
+                res = await coll.query.hybrid(words, vector=list(query.vector or []) or None,
                                               target_vector=VECTOR_NAME, alpha=query.alpha,
-                                              query_properties=["text", "title"], limit=query.limit,
-                                              filters=filters, return_metadata=meta, **HYBRID)
+                                              query_properties=[KEYWORDS], limit=query.limit,
+                                              filters=filters, return_metadata=meta,
+                                              fusion_type=FUSIONS[query.fusion] if query.fusion else self._fusion,
+                                              bm25_operator=self._operator)
         except WeaviateBaseError as exc:
             raise await self._read_fault(exc, f"running a {query.mode} search") from exc
         return [_to_hit(o, query.mode) for o in res.objects]

@@ -51,10 +51,12 @@ def chunk_corpus(events: Sequence[ChangeEvent], embedder: Embedder, *, min_chars
 
 
 def build_index(events: Sequence[ChangeEvent], embedder: Embedder, *, min_chars: int,
-                cache: Path | None = None) -> ExactIndex:
-    """Chunk and embed the corpus; with ``cache``, reuse and extend the vectors stored there."""
+                cache: Path | None = None, chunks: Sequence[tuple[str, Chunk]] | None = None) -> ExactIndex:
+    """Chunk (unless ``chunks`` are given) and embed the corpus; with ``cache``, reuse and extend the
+    vectors stored there."""
     started = time.perf_counter()
-    chunks = chunk_corpus(events, embedder, min_chars=min_chars)
+    if chunks is None:
+        chunks = chunk_corpus(events, embedder, min_chars=min_chars)
     known = _load(cache) if cache is not None else {}
     todo = list(dict.fromkeys(c.content_hash for _, c in chunks if c.content_hash not in known))
     texts = {c.content_hash: c.embed_text for _, c in chunks}

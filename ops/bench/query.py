@@ -89,29 +89,34 @@ class DirectSearcher:
         self._client = sync_client(settings.weaviate_host, settings.weaviate_http_port, settings.weaviate_grpc_port)
         self._collection = self._client.collections.use(settings.collection)
         self._model_lock = threading.Lock()
+        self._settings = settings
 
     def search(self, text: str, p: Params) -> DirectResult:
         import weaviate.classes as wvc
 
-        from workers.weaviate_store import HYBRID, VECTOR_NAME
+        from workers.analysis import analyzed_query
+        from workers.weaviate_store import FUSIONS, KEYWORDS, VECTOR_NAME, bm25_operator
 
+        s = self._settings
         t0 = time.perf_counter()
         vector: list[float] | None = None
         if p.mode != "keyword":
             with self._model_lock:
                 vector = self._embedder.embed([text])[0]
+        words = analyzed_query(text)
         t1 = time.perf_counter()
         meta = wvc.query.MetadataQuery(score=True, distance=True)
         q = self._collection.query
         if p.mode == "keyword":
-            res = q.bm25(text, query_properties=["text", "title"], limit=p.fetch, filters=None, return_metadata=meta)
-        elif p.mode == "vector":
+            res = q.bm25(words, query_properties=[KEYWORDS], operator=bm25_operator(s.keyword_operator),
+                         limit=p.fetch, filters=None, return_metadata=meta)
+        elif p.mode == "vector" or not words:
             res = q.near_vector(vector or [], target_vector=VECTOR_NAME, limit=p.fetch, filters=None,
                                 return_metadata=meta)
         else:
-            res = q.hybrid(text, vector=vector or None, target_vector=VECTOR_NAME, alpha=p.alpha,
-                           query_properties=["text", "title"], limit=p.fetch, filters=None, return_metadata=meta,
-                           **HYBRID)
+            res = q.hybrid(words, vector=vector or None, target_vector=VECTOR_NAME, alpha=p.alpha,
+                           query_properties=[KEYWORDS], limit=p.fetch, filters=None, return_metadata=meta,
+                           fusion_type=FUSIONS[s.hybrid_fusion], bm25_operator=bm25_operator(s.keyword_operator))
         ids = tuple(str(o.uuid) for o in res.objects[:p.top_k])
         t2 = time.perf_counter()
         return DirectResult((t1 - t0) * 1e3, (t2 - t1) * 1e3, ids)

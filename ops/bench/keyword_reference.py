@@ -1,0 +1,41 @@
+"""The reference BM25: the pipeline's keyword side computed outside Weaviate, with bm25s.
+
+Every chunk the indexer would write (:func:`ops.bench.exact.chunk_corpus`) is tokenized exactly as
+its BM25 property is (:func:`workers.analysis.keyword_text`: the document's title and the chunk's
+text, lower-cased, without stop words, Snowball-stemmed) and scored by bm25s (Lucene's BM25, the
+same k1 and b). ``freshet eval`` prints it beside ``keyword``, as the exact ranking beside
+``vector``: a clear gap means Weaviate's keyword side scores something other than a standard BM25
+over the same words.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+
+from schemas.change import ChangeEvent
+from workers.analysis import keyword_text, tokens
+from workers.chunking import Chunk
+from workers.indexing import title_of
+
+
+def bm25_hits(chunks: Sequence[tuple[str, Chunk]], events: Sequence[ChangeEvent], queries: Mapping[str, str], *,
+              depth: int, k1: float, b: float) -> tuple[dict[str, list[tuple[str, float]]], float]:
+    """Query id -> ``(doc_id, score)`` of its ``depth`` best-scoring chunks (score above 0), best
+    first; and the seconds taken."""
+    import bm25s
+
+    started = time.perf_counter()
+    by_doc: dict[str, list[Chunk]] = {}
+    for doc, chunk in chunks:
+        by_doc.setdefault(doc, []).append(chunk)
+    titles = {ev.doc_id: title_of(ev, by_doc.get(ev.doc_id, [])) for ev in events}
+    corpus = [keyword_text(titles.get(doc), chunk.text).split() for doc, chunk in chunks]
+    retriever = bm25s.BM25(k1=k1, b=b, method="lucene")
+    retriever.index(corpus, show_progress=False)
+    qids = list(queries)
+    found, scores = retriever.retrieve([tokens(queries[q]) or [""] for q in qids], k=min(depth, len(corpus)),
+                                       show_progress=False)
+    out = {qid: [(chunks[int(i)][0], float(s)) for i, s in zip(found[row], scores[row], strict=True) if s > 0]
+           for row, qid in enumerate(qids)}
+    return out, time.perf_counter() - started
