@@ -106,11 +106,11 @@ def _exact(base: Settings, data: Dataset, events: Sequence[ChangeEvent]) -> tupl
     index = exact.build_index(events, embedder, min_chars=base.chunk_min_chars, cache=cache, chunks=chunks)
     started = time.perf_counter()
     hits = exact.exact_hits(index, embedder, data.queries, DEPTH)
-    dense = {**evaluate(data.qrels, _rankings(hits)), "queries": len(data.queries), "docs": len(events),
+    dense = {**_figures(data, hits)[0], "queries": len(data.queries), "docs": len(events),
              "chunks": len(index.doc_ids), "cached_chunks": index.cached, "seconds": round(index.seconds, 1),
              "search_seconds": round(time.perf_counter() - started, 2)}
     bm25, seconds = bm25_hits(chunks, events, data.queries, depth=DEPTH, k1=base.bm25_k1, b=base.bm25_b)
-    keyword = {**evaluate(data.qrels, _rankings(bm25)), "queries": len(data.queries), "k1": base.bm25_k1,
+    keyword = {**_figures(data, bm25)[0], "queries": len(data.queries), "k1": base.bm25_k1,
                "b": base.bm25_b, "seconds": round(seconds, 2)}
     return dense, keyword
 
