@@ -70,7 +70,7 @@ def test_eval_reports_every_mode_and_the_exact_ranking_as_one_json_object(
     assert res.returncode == 0, res.stderr[-3000:]
     report = json.loads(res.stdout)
 
-    assert set(report) == {"modes", "exact"}
+    assert set(report) == {"modes", "exact", "bm25"}
     assert set(report["modes"]) == {"vector", "keyword", "hybrid"}
     for figures in [*report["modes"].values(), report["exact"]]:
         for metric in ("ndcg@10", "recall@100", "mrr@10"):
