@@ -15,6 +15,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from workers.chunking import Context
+
 #: Pinned versions of the local stack. Keep in step with ops/kafka/pom.xml and docker-compose.yml.
 KAFKA_VERSION = "3.9.1"
 WEAVIATE_VERSION = "v1.35.2"
@@ -117,11 +119,17 @@ class Settings(BaseSettings):
     hybrid_fusion: Literal["relative_score", "ranked"] = Field(
         "relative_score", description="How hybrid search fuses its sides: 'relative_score' (each side's scores "
                                       "min-max normalized, then weighted by alpha) or 'ranked' (reciprocal ranks).")
+    hybrid_candidates: int = Field(50, ge=1, le=1000, description=(
+        "Chunks each side of a hybrid search finds (at least the hits asked for) before the worker fuses them."))
 
     # --- Indexer -----------------------------------------------------------------------------
     index_batch_size: int = Field(64, ge=1, description="Max change events per micro-batch.")
     index_linger_seconds: float = Field(0.5, gt=0, description="Max wait to fill a micro-batch.")
     chunk_min_chars: int = Field(100, ge=0, description="A shorter block joins the next one in its section.")
+    embed_title: bool = Field(False, description=(
+        "Embed the document's title ahead of each chunk's text (a title change then re-embeds the document)."))
+    embed_headings: bool = Field(False, description=(
+        "Embed each chunk's heading path ahead of its text (a renamed heading then re-embeds its section)."))
     embed_cache_size: int = Field(50_000, ge=0, description="Vectors kept by (model, chunk hash); 0 disables.")
     metadata_fields: str = Field(
         "", description="Declared (filterable) metadata fields, e.g. 'lang:text,year:int,tags:text[]'; "
@@ -226,6 +234,11 @@ class Settings(BaseSettings):
     def metadata_schema(self) -> dict[str, str]:
         """Declared metadata fields: name -> type."""
         return parse_metadata_fields(self.metadata_fields)
+
+    @property
+    def chunk_context(self) -> Context:
+        """What the model sees ahead of each chunk's text (``embed_title``, ``embed_headings``)."""
+        return Context(title=self.embed_title, headings=self.embed_headings)
 
     @cached_property
     def bootstrap_servers(self) -> str:

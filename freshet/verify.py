@@ -87,7 +87,8 @@ def run_verify(settings: Settings, *, vectors: bool = False, tolerance: float = 
         if at not in chunked:
             chunked[at] = chunk_document(se.event.content or "", content_type=se.event.content_type,
                                          max_tokens=embedder.max_tokens, count_tokens=embedder.count_tokens,
-                                         min_chars=settings.chunk_min_chars)
+                                         min_chars=settings.chunk_min_chars, title=se.event.title,
+                                         context=settings.chunk_context)
         return chunked[at]
 
     def refused(se: Sourced) -> bool:  # dead-lettered by the indexer as too_many_chunks

@@ -175,7 +175,13 @@ class Hit(BaseModel):
 
     doc_id: str
     chunk_id: str
-    score: float
+    score: float = Field(description=(
+        "Orders the hits. hybrid: the fused score in [0, 1] (see fusion); vector: the cosine similarity; "
+        "keyword: the BM25 score."))
+    vector_score: float | None = Field(None, description=(
+        "Cosine similarity of the chunk to the query (-1 to 1), when the vector side found it."))
+    keyword_score: float | None = Field(None, description=(
+        "BM25 score of the chunk for the query (0 up, unbounded), when the keyword side found it."))
     title: str | None = None
     heading_path: list[str] = Field(default_factory=list)
     text: str

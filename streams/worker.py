@@ -42,7 +42,7 @@ def build(settings: Settings, role: Role) -> faust.App:
                                consistency=settings.weaviate_consistency, timeout=settings.weaviate_timeout_seconds,
                                failover=settings.weaviate_nodes[1:], bm25_k1=settings.bm25_k1,
                                bm25_b=settings.bm25_b, keyword_operator=settings.keyword_operator,
-                               fusion=settings.hybrid_fusion)
+                               fusion=settings.hybrid_fusion, hybrid_candidates=settings.hybrid_candidates)
     health = web.Health(role)
     instance = f"{role}@{socket.gethostname()}:{os.getpid()}"
     if role == "indexer":
@@ -50,7 +50,7 @@ def build(settings: Settings, role: Role) -> faust.App:
                       assignment=lambda: indexer_agent.ownership(app, settings)[0],
                       rebalancing=lambda: bool(app.rebalancing), writer=instance)
         indexer = Indexer(embedder, FencedStore(store, fence), EmbeddingCache(settings.embed_cache_size),
-                          IndexerStats(), min_chars=settings.chunk_min_chars,
+                          IndexerStats(), min_chars=settings.chunk_min_chars, context=settings.chunk_context,
                           max_chunks=settings.max_chunks_per_document)
         web.register(app, health, indexer.stats.as_dict)
         indexer_agent.register(app, topics, settings, indexer, health, fence)

@@ -5,8 +5,13 @@ by the model's token limit. Blocks are found from the text alone, and a chunk's 
 only on the blocks near it, so an edit changes only the chunks it touches.
 
 A heading line opens the first chunk of its section (the model sees the heading with the text it
-introduces); every chunk also carries its heading path as a property. The path is *not* part of
-the embedded text: otherwise renaming a heading would re-embed its whole section.
+introduces), and a heading with no body of its own (an H1 directly followed by an H2) joins the
+chunk after it instead of standing alone; every chunk also carries its heading path as a property.
+
+What the model sees may add context ahead of the chunk's text (:class:`Context`): the document's
+title, its heading path, or both (``FRESHET_EMBED_TITLE``, ``FRESHET_EMBED_HEADINGS``). Context
+costs edits: a title change re-embeds the whole document, a renamed heading its whole section. The
+tokens the context takes are kept free in every chunk of its section, so nothing is cut off.
 
 Chunking time is near-linear in the text's length whatever its shape (hostile Markdown too): no
 backtracking patterns, and a piece is never re-counted once per added word.
@@ -33,6 +38,29 @@ _GUESSES = 3
 
 
 @dataclass(frozen=True, slots=True)
+class Context:
+    """What the model sees ahead of each chunk's text, besides the text itself."""
+
+    title: bool = False
+    """The document's title."""
+    headings: bool = False
+    """The chunk's heading path, outermost first, joined by ' > '."""
+
+    def prefix(self, title: str | None, heading_path: tuple[str, ...]) -> str:
+        """The lines put ahead of a chunk's text (empty: none)."""
+        lines = []
+        if self.title and title and title.strip():
+            lines.append(" ".join(title.split()))
+        if self.headings and heading_path:
+            lines.append(" > ".join(heading_path))
+        return "\n".join(lines)
+
+
+#: The default: the model sees each chunk's own text only.
+NO_CONTEXT = Context()
+
+
+@dataclass(frozen=True, slots=True)
 class Chunk:
     """One unit of text that is embedded and stored as one Weaviate object."""
 
@@ -42,11 +70,14 @@ class Chunk:
     """The headings above the chunk, outermost first."""
     position: int
     """0-based index of the chunk in the document."""
+    context: str = ""
+    """Lines the model sees ahead of the text (:class:`Context`); empty by default."""
 
     @property
     def embed_text(self) -> str:
-        """What the model sees: the chunk's own text (with its heading line, if it opens a section)."""
-        return self.text
+        """What the model sees: the context, if any, then the chunk's own text (with its heading
+        line, if it opens a section)."""
+        return f"{self.context}\n\n{self.text}" if self.context else self.text
 
     @property
     def content_hash(self) -> str:
@@ -73,8 +104,10 @@ def chunk_document(
     max_tokens: int = 256,
     count_tokens: TokenCounter,
     min_chars: int = 100,
+    title: str | None = None,
+    context: Context = NO_CONTEXT,
 ) -> list[Chunk]:
-    """Split ``content`` into chunks of at most ``max_tokens`` tokens (as counted).
+    """Split ``content`` into chunks of at most ``max_tokens`` tokens (as counted), context included.
 
     Blocks shorter than ``min_chars`` are merged with the next block under the same heading, so
     tiny paragraphs do not become meaningless chunks; blocks over the limit are split at
@@ -82,16 +115,27 @@ def chunk_document(
     its shape; a chunk's text must never change for the same input (chunk ids derive from it).
     """
     blocks = _markdown_blocks(content) if content_type == "text/markdown" else _plain_blocks(content)
+    prefixes: dict[tuple[str, ...], tuple[str, int]] = {}
+
+    def budget(path: tuple[str, ...]) -> int:
+        """Tokens left for the text under ``path`` once its context is in (at least a quarter)."""
+        if path not in prefixes:
+            prefix = context.prefix(title, path)
+            taken = count_tokens(prefix + "\n\n") if prefix else 0
+            prefixes[path] = (prefix, max(max_tokens // 4, max_tokens - taken))
+        return prefixes[path][1]
+
     pieces: list[_Block] = []
     for block in blocks:
         tokens = count_tokens(block.text)
-        if tokens <= max_tokens:
+        limit = budget(block.heading_path)
+        if tokens <= limit:
             pieces.append(block)
         else:
-            texts = _fit(block.text, max_tokens, count_tokens, tokens)
+            texts = _fit(block.text, limit, count_tokens, tokens)
             pieces.extend(_Block(text, block.heading_path, block.heading) for text in texts)
-    merged = _merge_small(pieces, min_chars, max_tokens, count_tokens)
-    return [Chunk(b.text, b.heading_path, i) for i, b in enumerate(merged)]
+    merged = _merge_small(pieces, min_chars, budget, count_tokens)
+    return [Chunk(b.text, b.heading_path, i, prefixes[b.heading_path][0]) for i, b in enumerate(merged)]
 
 
 def _plain_blocks(content: str) -> list[_Block]:
@@ -285,20 +329,22 @@ class _Packer:
 
 
 def _merge_small(
-    pieces: list[_Block], min_chars: int, max_tokens: int, count_tokens: TokenCounter
+    pieces: list[_Block], min_chars: int, budget: Callable[[tuple[str, ...]], int], count_tokens: TokenCounter
 ) -> list[_Block]:
-    """Join a heading line to the block after it, and a short block to the next in its section.
+    """Join a heading with no body yet to the piece after it (a heading too: an H1 directly followed
+    by an H2 opens one chunk with both), and a short block to the next in its section.
 
     One count per piece: a merged block stops growing once it reaches ``min_chars``.
     """
     out: list[_Block] = []
     for piece in pieces:
-        if out and not piece.heading:
+        if out:
             prev = out[-1]
-            if prev.heading or (prev.heading_path == piece.heading_path and len(prev.text) < min_chars):
+            if prev.heading or (not piece.heading and prev.heading_path == piece.heading_path
+                                and len(prev.text) < min_chars):
                 text = prev.text + "\n\n" + piece.text
-                if count_tokens(text) <= max_tokens:
-                    out[-1] = _Block(text, piece.heading_path)
+                if count_tokens(text) <= budget(piece.heading_path):
+                    out[-1] = _Block(text, piece.heading_path, heading=piece.heading)
                     continue
         out.append(piece)
     return out

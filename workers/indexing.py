@@ -22,7 +22,7 @@ from freshet.errors import InvalidEventError
 from schemas.applied import AppliedRecord
 from schemas.change import ChangeEvent, split_key
 from workers import metrics
-from workers.chunking import Chunk, chunk_document
+from workers.chunking import NO_CONTEXT, Chunk, Context, chunk_document
 from workers.embedding import Embedder, EmbeddingCache, Vector, embed_off_loop, off_loop
 from workers.planning import DocState, Plan, Sourced, highest_version, plan_change, winning_event
 from workers.stats import IndexerStats
@@ -62,8 +62,9 @@ class Indexer:
     """Applies micro-batches of change events to a :class:`ChunkStore`."""
 
     def __init__(self, embedder: Embedder, store: ChunkStore, cache: EmbeddingCache, stats: IndexerStats,
-                 *, min_chars: int = 100, max_chunks: int = 5_000) -> None:
+                 *, min_chars: int = 100, max_chunks: int = 5_000, context: Context = NO_CONTEXT) -> None:
         self._min_chars = min_chars
+        self._context = context
         self._max_chunks = max_chunks
         self._embedder = embedder
         self._store = store
@@ -80,7 +81,7 @@ class Indexer:
         chunks = chunk_document(
             event.content or "", content_type=event.content_type,
             max_tokens=self._embedder.max_tokens, count_tokens=self._embedder.count_tokens,
-            min_chars=self._min_chars,
+            min_chars=self._min_chars, title=event.title, context=self._context,
         )
         check_chunk_count(len(chunks), self._max_chunks)
         return chunks

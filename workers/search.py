@@ -86,7 +86,8 @@ def to_hit(h: StoredHit, version: int) -> Hit:
     raw_meta = p.get("metadata_json")
     metadata = json.loads(raw_meta) if isinstance(raw_meta, str) and raw_meta else {}
     return Hit(
-        doc_id=str(p.get("doc_id", "")), chunk_id=h.id, score=h.score,
+        doc_id=str(p.get("doc_id", "")), chunk_id=h.id, score=h.score, vector_score=h.vector_score,
+        keyword_score=h.keyword_score,
         title=str(p.get("title") or "") or None,
         heading_path=[str(x) for x in p.get("heading_path") or []],  # type: ignore[attr-defined]
         text=str(p.get("text", "")), version=version, tenant=str(p.get("tenant") or "") or None,

@@ -59,6 +59,10 @@ class StoredHit:
     id: str
     score: float
     properties: dict[str, object] = field(default_factory=dict)
+    vector_score: float | None = None
+    """Cosine similarity to the query vector, when the vector side found the chunk."""
+    keyword_score: float | None = None
+    """BM25 score, when the keyword side found the chunk."""
 
 
 class ChunkStore(Protocol):

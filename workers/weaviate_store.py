@@ -38,6 +38,7 @@ from freshet.errors import StoreError, StoreUnavailableError
 from schemas.search import BUILTIN_FILTER_FIELDS, AllOf, AnyOf, Condition, Filter
 from workers import metrics
 from workers.analysis import analyzed_query, keyword_text
+from workers.fusion import FUSIONS, Candidate, fuse
 from workers.store import ChunkRecord, StoredHit, StoreQuery
 from workers.weaviate_faults import (
     EVENT_PROPERTY_PREFIX,
@@ -77,10 +78,6 @@ _PROPERTIES = [
 #: The property BM25 searches: the title and text of a chunk as :func:`workers.analysis.keyword_text`
 #: analyzes them (stemmed, without stop words), whitespace-tokenized.
 KEYWORDS = "keywords"
-#: How hybrid search may fuse its sides (``FRESHET_HYBRID_FUSION``).
-FUSIONS = {"relative_score": wvc.query.HybridFusion.RELATIVE_SCORE, "ranked": wvc.query.HybridFusion.RANKED}
-
-
 def bm25_operator(name: str) -> Any:
     """``FRESHET_KEYWORD_OPERATOR`` as weaviate-client's: ``or`` (any query word) or ``and`` (every one)."""
     return wvc.query.BM25Operator.and_() if name == "and" else wvc.query.BM25Operator.or_(minimum_match=1)
@@ -123,11 +120,14 @@ class WeaviateChunkStore:
                  metadata_fields: Mapping[str, str] | None = None, replication_factor: int | None = None,
                  consistency: str = "QUORUM", timeout: float = 30.0,
                  failover: Sequence[tuple[str, int, int]] = (), bm25_k1: float = 1.2, bm25_b: float = 0.75,
-                 keyword_operator: str = "or", fusion: str = "relative_score") -> None:
+                 keyword_operator: str = "or", fusion: str = "relative_score", hybrid_candidates: int = 50) -> None:
         self._metadata_fields = dict(metadata_fields or {})
         self._bm25 = (bm25_k1, bm25_b)
         self._operator = bm25_operator(keyword_operator)
-        self._fusion = FUSIONS[fusion]
+        if fusion not in FUSIONS:
+            raise ValueError(f"unknown fusion {fusion!r}; one of {', '.join(FUSIONS)}")
+        self._fusion = fusion
+        self._candidates = hybrid_candidates
         self._timeout = timeout
         self._replication_factor = replication_factor
         self._consistency = wvc.config.ConsistencyLevel(consistency)
@@ -502,29 +502,41 @@ class WeaviateChunkStore:
             return await self._search(query)
 
     async def _search(self, query: StoreQuery) -> list[StoredHit]:
-        coll = self._collection
         filters = self._filters(query)
-        meta = wvc.query.MetadataQuery(score=True, distance=True)
         try:
             words = analyzed_query(query.text)
             if query.mode == "keyword":
                 if not words:  # nothing but stop words and punctuation: no word to match
                     return []
-                res = await coll.query.bm25(words, query_properties=[KEYWORDS], operator=self._operator,
-                                            limit=query.limit, filters=filters, return_metadata=meta)
-            elif query.mode == "vector" or not words:
-                res = await coll.query.near_vector(list(query.vector or []), target_vector=VECTOR_NAME,
-                                                   limit=query.limit, filters=filters, return_metadata=meta)
-            else:
-                res = await coll.query.hybrid(words, vector=list(query.vector or []) or None,
-                                              target_vector=VECTOR_NAME, alpha=query.alpha,
-                                              query_properties=[KEYWORDS], limit=query.limit,
-                                              filters=filters, return_metadata=meta,
-                                              fusion_type=FUSIONS[query.fusion] if query.fusion else self._fusion,
-                                              bm25_operator=self._operator)
+                return [_keyword_hit(o) for o in (await self._bm25_side(words, query.limit, filters)).objects]
+            if query.mode == "vector" or not words:
+                return [_vector_hit(o) for o in (await self._vector_side(query, query.limit, filters)).objects]
+            return await self._hybrid(query, words, filters)
         except WeaviateBaseError as exc:
             raise await self._read_fault(exc, f"running a {query.mode} search") from exc
-        return [_to_hit(o, query.mode) for o in res.objects]
+
+    async def _hybrid(self, query: StoreQuery, words: str, filters: Any) -> list[StoredHit]:
+        """Both sides over ``hybrid_candidates`` chunks each (at least the limit), fused here
+        (:mod:`workers.fusion`) so that every hit carries a [0, 1] score and each side's own."""
+        depth = max(query.limit, self._candidates)
+        vec, kw = await asyncio.gather(self._vector_side(query, depth, filters),
+                                       self._bm25_side(words, depth, filters))
+        objects = {str(o.uuid): o for o in (*vec.objects, *kw.objects)}
+        fused = fuse([Candidate(str(o.uuid), _similarity(o)) for o in vec.objects],
+                     [Candidate(str(o.uuid), float(o.metadata.score or 0.0)) for o in kw.objects],
+                     alpha=query.alpha, fusion=query.fusion or self._fusion, limit=query.limit)
+        return [StoredHit(id=f.id, score=f.score, properties=dict(objects[f.id].properties),
+                          vector_score=f.vector_score, keyword_score=f.keyword_score) for f in fused]
+
+    async def _vector_side(self, query: StoreQuery, limit: int, filters: Any) -> Any:
+        return await self._collection.query.near_vector(
+            list(query.vector or []), target_vector=VECTOR_NAME, limit=limit, filters=filters,
+            return_metadata=wvc.query.MetadataQuery(distance=True))
+
+    async def _bm25_side(self, words: str, limit: int, filters: Any) -> Any:
+        return await self._collection.query.bm25(
+            words, query_properties=[KEYWORDS], operator=self._operator, limit=limit, filters=filters,
+            return_metadata=wvc.query.MetadataQuery(score=True))
 
 
 def _condition(c: Condition, prop: str, kind: str) -> Any:
@@ -567,10 +579,16 @@ def _doc_filter(tenant: str | None, doc_id: str) -> Any:
             & wvc.query.Filter.by_property("tenant").equal(tenant or _NO_TENANT))
 
 
-def _to_hit(obj: Any, mode: str) -> StoredHit:
-    md = obj.metadata
-    if mode == "vector":
-        score = 1.0 - float(md.distance) if md.distance is not None else 0.0
-    else:
-        score = float(md.score) if md.score is not None else 0.0
-    return StoredHit(id=str(obj.uuid), score=score, properties=dict(obj.properties))
+def _similarity(obj: Any) -> float:
+    """Cosine similarity from Weaviate's cosine distance."""
+    return 1.0 - float(obj.metadata.distance) if obj.metadata.distance is not None else 0.0
+
+
+def _vector_hit(obj: Any) -> StoredHit:
+    sim = _similarity(obj)
+    return StoredHit(id=str(obj.uuid), score=sim, properties=dict(obj.properties), vector_score=sim)
+
+
+def _keyword_hit(obj: Any) -> StoredHit:
+    bm25 = float(obj.metadata.score or 0.0)
+    return StoredHit(id=str(obj.uuid), score=bm25, properties=dict(obj.properties), keyword_score=bm25)

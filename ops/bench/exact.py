@@ -20,7 +20,7 @@ import numpy.typing as npt
 from tqdm import tqdm
 
 from schemas.change import ChangeEvent
-from workers.chunking import Chunk, chunk_document
+from workers.chunking import NO_CONTEXT, Chunk, Context, chunk_document
 from workers.embedding import Embedder
 
 Matrix = npt.NDArray[np.float32]
@@ -41,13 +41,14 @@ class ExactIndex:
     """Time to chunk and embed (or load) the corpus."""
 
 
-def chunk_corpus(events: Sequence[ChangeEvent], embedder: Embedder, *, min_chars: int) -> list[tuple[str, Chunk]]:
+def chunk_corpus(events: Sequence[ChangeEvent], embedder: Embedder, *, min_chars: int,
+                 context: Context = NO_CONTEXT) -> list[tuple[str, Chunk]]:
     """``(doc_id, chunk)`` for every chunk of every upsert, cut as the indexer cuts it."""
     return [(ev.doc_id, chunk)
             for ev in tqdm(events, desc="exact: chunking", unit="doc")
             for chunk in chunk_document(ev.content or "", content_type=ev.content_type,
                                         max_tokens=embedder.max_tokens, count_tokens=embedder.count_tokens,
-                                        min_chars=min_chars)]
+                                        min_chars=min_chars, title=ev.title, context=context)]
 
 
 def build_index(events: Sequence[ChangeEvent], embedder: Embedder, *, min_chars: int,

@@ -95,7 +95,8 @@ class DirectSearcher:
         import weaviate.classes as wvc
 
         from workers.analysis import analyzed_query
-        from workers.weaviate_store import FUSIONS, KEYWORDS, VECTOR_NAME, bm25_operator
+        from workers.fusion import Candidate, fuse
+        from workers.weaviate_store import KEYWORDS, VECTOR_NAME, bm25_operator
 
         s = self._settings
         t0 = time.perf_counter()
@@ -105,19 +106,28 @@ class DirectSearcher:
                 vector = self._embedder.embed([text])[0]
         words = analyzed_query(text)
         t1 = time.perf_counter()
-        meta = wvc.query.MetadataQuery(score=True, distance=True)
         q = self._collection.query
+
+        def keyword(limit: int) -> list[Any]:
+            return list(q.bm25(words, query_properties=[KEYWORDS], operator=bm25_operator(s.keyword_operator),
+                               limit=limit, return_metadata=wvc.query.MetadataQuery(score=True)).objects)
+
+        def dense(limit: int) -> list[Any]:
+            return list(q.near_vector(vector or [], target_vector=VECTOR_NAME, limit=limit,
+                                      return_metadata=wvc.query.MetadataQuery(distance=True)).objects)
+
         if p.mode == "keyword":
-            res = q.bm25(words, query_properties=[KEYWORDS], operator=bm25_operator(s.keyword_operator),
-                         limit=p.fetch, filters=None, return_metadata=meta)
+            found = [str(o.uuid) for o in keyword(p.fetch)]
         elif p.mode == "vector" or not words:
-            res = q.near_vector(vector or [], target_vector=VECTOR_NAME, limit=p.fetch, filters=None,
-                                return_metadata=meta)
-        else:
-            res = q.hybrid(words, vector=vector or None, target_vector=VECTOR_NAME, alpha=p.alpha,
-                           query_properties=[KEYWORDS], limit=p.fetch, filters=None, return_metadata=meta,
-                           fusion_type=FUSIONS[s.hybrid_fusion], bm25_operator=bm25_operator(s.keyword_operator))
-        ids = tuple(str(o.uuid) for o in res.objects[:p.top_k])
+            found = [str(o.uuid) for o in dense(p.fetch)]
+        else:  # as the query worker's store does it (WeaviateChunkStore._hybrid)
+            depth = max(p.fetch, s.hybrid_candidates)
+            found = [f.id for f in fuse([Candidate(str(o.uuid), 1.0 - float(o.metadata.distance or 0.0))
+                                         for o in dense(depth)],
+                                        [Candidate(str(o.uuid), float(o.metadata.score or 0.0))
+                                         for o in keyword(depth)],
+                                        alpha=p.alpha, fusion=s.hybrid_fusion, limit=p.fetch)]
+        ids = tuple(found[:p.top_k])
         t2 = time.perf_counter()
         return DirectResult((t1 - t0) * 1e3, (t2 - t1) * 1e3, ids)
 

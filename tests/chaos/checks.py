@@ -24,7 +24,7 @@ from freshet.settings import Settings
 from schemas.change import document_key
 from tests.chaos.observe import AppliedFollower
 from tests.chaos.workload import Final
-from workers.chunking import chunk_document
+from workers.chunking import Context, chunk_document
 from workers.embedding import SentenceTransformerEmbedder
 from workers.ids import chunk_ids
 from workers.weaviate_store import sync_client
@@ -79,7 +79,7 @@ def wait_applied(follower: AppliedFollower, final: dict[str, Final], needed: dic
 
 
 def _expected_chunks(final: dict[str, Final], embedder: SentenceTransformerEmbedder,
-                     min_chars: int) -> dict[str, dict[str, str]]:
+                     min_chars: int, context: Context) -> dict[str, dict[str, str]]:
     """Per live document key, chunk id -> content hash of a fresh chunking."""
     out: dict[str, dict[str, str]] = {}
     for key, f in final.items():
@@ -87,7 +87,7 @@ def _expected_chunks(final: dict[str, Final], embedder: SentenceTransformerEmbed
             continue
         chunks = chunk_document(f.event.content or "", content_type=f.event.content_type,
                                 max_tokens=embedder.max_tokens, count_tokens=embedder.count_tokens,
-                                min_chars=min_chars)
+                                min_chars=min_chars, title=f.event.title, context=context)
         out[key] = dict(zip(chunk_ids(f.tenant, f.doc_id, chunks), (c.content_hash for c in chunks), strict=True))
     return out
 
@@ -106,7 +106,7 @@ def index_figures(settings: Settings, final: dict[str, Final], embedder: Sentenc
                   only: set[str] | None = None) -> IndexFigures:
     """Lost, stale and duplicated chunks of the documents in ``final`` (all stored objects of
     documents not in ``final`` count as stale unless ``only`` limits the check to some keys)."""
-    expected = _expected_chunks(final, embedder, settings.chunk_min_chars)
+    expected = _expected_chunks(final, embedder, settings.chunk_min_chars, settings.chunk_context)
     fig = IndexFigures()
     by_doc: dict[str, list[dict[str, Any]]] = {}
     for obj in _stored(settings):

@@ -1,6 +1,6 @@
 import pytest
 
-from workers.chunking import chunk_document
+from workers.chunking import Context, chunk_document
 
 
 def words(text: str) -> int:
@@ -127,3 +127,43 @@ def test_a_heading_with_a_long_space_run_is_parsed_at_once() -> None:
     # The case: 14.6 s at n = 2,000 with the old heading regex.
     out = chunk_document("# a" + " " * 2000 + "b\n\ntext", count_tokens=words)
     assert [(c.heading_path, c.text) for c in out] == [(("a" + " " * 2000 + "b",), "# a" + " " * 2000 + "b\n\ntext")]
+
+
+def test_a_heading_with_no_body_joins_the_next_chunk() -> None:
+    # Before: "# Guide" stood alone as a chunk of one heading line (it was followed by a heading).
+    doc = "# Guide\n\n## Install\n\nRun the installer and wait.\n\n## Use\n\nCall the API."
+    out = chunk_document(doc, count_tokens=words, min_chars=0)
+    assert [(c.heading_path, c.text) for c in out] == [
+        (("Guide", "Install"), "# Guide\n\n## Install\n\nRun the installer and wait."),
+        (("Guide", "Use"), "## Use\n\nCall the API."),
+    ]
+    # A heading at the very end has nothing to join: it stays.
+    assert [c.text for c in chunk_document("para text\n\n# End", count_tokens=words, min_chars=0)] == [
+        "para text", "# End"]
+
+
+def test_context_goes_ahead_of_the_embedded_text_only() -> None:
+    doc = "# Guide\n\nIntro text here.\n\n## Install\n\nRun it."
+    plain = chunk_document(doc, count_tokens=words, min_chars=0, title="FastAPI  docs")
+    assert [c.embed_text for c in plain] == [c.text for c in plain]
+    both = chunk_document(doc, count_tokens=words, min_chars=0, title="FastAPI  docs",
+                          context=Context(title=True, headings=True))
+    assert [c.text for c in both] == [c.text for c in plain]
+    assert [c.embed_text for c in both] == [
+        "FastAPI docs\nGuide\n\n# Guide\n\nIntro text here.",
+        "FastAPI docs\nGuide > Install\n\n## Install\n\nRun it.",
+    ]
+    titled = chunk_document(doc, count_tokens=words, min_chars=0, title="FastAPI docs", context=Context(title=True))
+    assert titled[1].embed_text == "FastAPI docs\n\n## Install\n\nRun it."
+    retitled = chunk_document(doc, count_tokens=words, min_chars=0, title="Other", context=Context(title=True))
+    assert {c.content_hash for c in retitled}.isdisjoint(c.content_hash for c in titled)  # re-embeds all
+    assert [c.content_hash for c in chunk_document(doc, count_tokens=words, min_chars=0, title="Other")] == [
+        c.content_hash for c in plain]  # without the title in context, a new title re-embeds nothing
+
+
+def test_the_context_tokens_are_kept_free() -> None:
+    para = " ".join(f"w{i}." for i in range(50))
+    out = chunk_document(para, count_tokens=words, max_tokens=20, title="one two three four five",
+                         context=Context(title=True))
+    assert all(words(c.embed_text) <= 20 for c in out)
+    assert all(words(c.text) <= 15 for c in out)

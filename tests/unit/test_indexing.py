@@ -5,6 +5,7 @@ import pytest
 from freshet.errors import InvalidEventError
 from schemas.change import ChangeEvent
 from tests.unit.fakes import DictStore, WordEmbedder
+from workers.chunking import Context
 from workers.embedding import EmbeddingCache
 from workers.ids import chunk_id
 from workers.indexing import Indexer
@@ -110,3 +111,18 @@ def test_a_document_of_too_many_chunks_is_refused_before_anything_is_written() -
         h.apply(sourced(2, doc_id="d", op="upsert", version=1, content=DOC))  # 3 chunks
     assert err.value.reason == "too_many_chunks"
     assert {o.doc_id for o in h.store.objects.values()} == {"small"} and "d" not in h.states
+
+
+def test_a_title_in_the_embedded_context_re_embeds_the_document_when_it_changes() -> None:
+    h = Harness()
+    h.indexer = Indexer(h.model, h.store, EmbeddingCache(100), h.stats, context=Context(title=True))
+    h.apply(sourced(1, doc_id="d", op="upsert", version=1, content=DOC, title="Stories"))
+    assert h.stats.chunks_embedded == 3
+    assert [t.split("\n\n", 1)[0] for t in h.model.embedded] == ["Stories"] * 3
+    h.apply(sourced(2, doc_id="d", op="upsert", version=2, content=DOC, title="Tales"))  # the title alone
+    assert h.stats.chunks_embedded == 6 and len(h.store.objects) == 3
+
+    plain = Harness()  # without it, a new title is a property update: nothing is embedded again
+    plain.apply(sourced(1, doc_id="d", op="upsert", version=1, content=DOC, title="Stories"))
+    plain.apply(sourced(2, doc_id="d", op="upsert", version=2, content=DOC, title="Tales"))
+    assert plain.stats.chunks_embedded == 3
