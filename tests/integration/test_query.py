@@ -103,6 +103,23 @@ def test_keyword_and_hybrid_modes_find_the_named_document(client: SearchClient) 
         assert reply.hits[0].version == 1 and reply.hits[0].metadata["lang"] == "en"
 
 
+@pytest.mark.parametrize("fusion", ["relative_score", "ranked"])
+def test_hybrid_hits_carry_a_fused_score_in_0_1_and_each_sides_own(client: SearchClient, fusion: str) -> None:
+    reply = client.search("what a visitor to the glacier should know", mode="hybrid", fusion=fusion, top_k=8)
+    assert reply.status == "ok" and len(reply.hits) == 8
+    scores = [h.score for h in reply.hits]
+    assert all(0.0 <= s <= 1.0 for s in scores) and scores == sorted(scores, reverse=True)
+    assert len(set(scores)) > 1, f"the fused scores tie: {scores}"  # the old rank-based score tied across the top hits
+    top = reply.hits[0]
+    assert top.doc_id == "notes/glacier.md"
+    assert top.vector_score is not None and 0.0 < top.vector_score <= 1.0
+    assert top.keyword_score is not None and top.keyword_score > 0.0
+    alone = client.search("what a visitor to the glacier should know", mode="vector", top_k=8)
+    assert {h.chunk_id: h.score for h in alone.hits}[top.chunk_id] == pytest.approx(top.vector_score, abs=1e-4)
+    words = client.search("what a visitor to the glacier should know", mode="keyword", top_k=8)
+    assert words.hits[0].keyword_score == words.hits[0].score and words.hits[0].vector_score is None
+
+
 def test_an_offset_fence_gives_read_your_writes(qpipe: Settings, client: SearchClient) -> None:
     publisher = DocumentPublisher(qpipe.bootstrap_servers, qpipe.topic_changes)
     try:
