@@ -306,13 +306,15 @@ _register_bench_throughput()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @click.option("--keep", is_flag=True, help="Keep the benchmark's topics and collections afterwards.")
+@click.option("--plan", "planned", is_flag=True,
+              help="Only plan the edit cost of each chunk context (title, headings) from the chunking: no services.")
 @click.pass_obj
-def bench_edits(settings: Settings, file: Path, as_json: bool, keep: bool) -> None:
+def bench_edits(settings: Settings, file: Path, as_json: bool, keep: bool, planned: bool) -> None:
     """Replay an edit history through the real pipeline and LangChain's indexing API; compare the cost."""
     from ops.bench.edits import main as run_bench
 
     try:
-        sys.exit(run_bench(settings, file, as_json=as_json, keep=keep))
+        sys.exit(run_bench(settings, file, as_json=as_json, keep=keep, planned=planned))
     except FreshetError as exc:
         _fail(exc)
 

@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from workers.chunking import Context
+from workers.chunking import Context, TitleContext
 
 #: Pinned versions of the local stack. Keep in step with ops/kafka/pom.xml and docker-compose.yml.
 KAFKA_VERSION = "3.9.1"
@@ -126,8 +126,9 @@ class Settings(BaseSettings):
     index_batch_size: int = Field(64, ge=1, description="Max change events per micro-batch.")
     index_linger_seconds: float = Field(0.5, gt=0, description="Max wait to fill a micro-batch.")
     chunk_min_chars: int = Field(100, ge=0, description="A shorter block joins the next one in its section.")
-    embed_title: bool = Field(False, description=(
-        "Embed the document's title ahead of each chunk's text (a title change then re-embeds the document)."))
+    embed_title: TitleContext = Field("first", description=(
+        "Embed the document's title ahead of the text of its 'first' chunk (a title change re-embeds that "
+        "chunk), of 'all' its chunks (a title change re-embeds the document), or 'none'."))
     embed_headings: bool = Field(False, description=(
         "Embed each chunk's heading path ahead of its text (a renamed heading then re-embeds its section)."))
     embed_cache_size: int = Field(50_000, ge=0, description="Vectors kept by (model, chunk hash); 0 disables.")

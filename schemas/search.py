@@ -25,10 +25,10 @@ REPLY_TOPIC_HEADER = "reply_topic"
 
 SearchMode = Literal["hybrid", "vector", "keyword"]
 Fusion = Literal["relative_score", "ranked"]
-#: Hybrid weight of the vector side, tuned with ranked fusion and BM25 in AND mode on msmarco-5k and
-#: dbpedia-5k (``freshet eval``): every value from 0.75 to 0.95 keeps hybrid at or above the better
-#: of vector and keyword on both; 0.5 falls well below vector.
-DEFAULT_ALPHA = 0.8
+#: Hybrid weight of the vector side, with relative-score fusion (``freshet eval --sweep`` on
+#: msmarco-5k and dbpedia-5k, docs/benchmarks.md): the best alpha on msmarco, within the intervals of
+#: vector alone on dbpedia, and in the 0.5-0.7 band that fuses best where BM25 is the stronger side.
+DEFAULT_ALPHA = 0.7
 FilterOp = Literal["eq", "ne", "in", "gt", "gte", "lt", "lte"]
 Scalar = Union[bool, int, float, str]  # noqa: UP007 - pydantic tries the members in this order
 

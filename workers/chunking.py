@@ -9,9 +9,10 @@ introduces), and a heading with no body of its own (an H1 directly followed by a
 chunk after it instead of standing alone; every chunk also carries its heading path as a property.
 
 What the model sees may add context ahead of the chunk's text (:class:`Context`): the document's
-title, its heading path, or both (``FRESHET_EMBED_TITLE``, ``FRESHET_EMBED_HEADINGS``). Context
-costs edits: a title change re-embeds the whole document, a renamed heading its whole section. The
-tokens the context takes are kept free in every chunk of its section, so nothing is cut off.
+title (ahead of the first chunk only, or of every chunk), its heading path, or both
+(``FRESHET_EMBED_TITLE``, ``FRESHET_EMBED_HEADINGS``). Context costs edits: a title change re-embeds
+the first chunk (or the whole document), a renamed heading its whole section. The tokens the
+context takes are kept free in every chunk of its section, so nothing is cut off.
 
 Chunking time is near-linear in the text's length whatever its shape (hostile Markdown too): no
 backtracking patterns, and a piece is never re-counted once per added word.
@@ -25,7 +26,9 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import accumulate
+from typing import Literal
 
+TitleContext = Literal["none", "first", "all"]
 TokenCounter = Callable[[str], int]
 """Tokens in a text. Must not decrease when a space and more text are appended: the chunker
 searches for where a piece overflows instead of counting it once per added word."""
@@ -41,15 +44,15 @@ _GUESSES = 3
 class Context:
     """What the model sees ahead of each chunk's text, besides the text itself."""
 
-    title: bool = False
-    """The document's title."""
+    title: TitleContext = "none"
+    """The document's title ahead of no chunk, the first chunk only, or every chunk."""
     headings: bool = False
     """The chunk's heading path, outermost first, joined by ' > '."""
 
-    def prefix(self, title: str | None, heading_path: tuple[str, ...]) -> str:
-        """The lines put ahead of a chunk's text (empty: none)."""
+    def prefix(self, title: str | None, heading_path: tuple[str, ...], *, first: bool = True) -> str:
+        """The lines put ahead of a chunk's text (empty: none); ``first``: the document's first chunk."""
         lines = []
-        if self.title and title and title.strip():
+        if (self.title == "all" or (self.title == "first" and first)) and title and title.strip():
             lines.append(" ".join(title.split()))
         if self.headings and heading_path:
             lines.append(" > ".join(heading_path))
@@ -115,15 +118,16 @@ def chunk_document(
     its shape; a chunk's text must never change for the same input (chunk ids derive from it).
     """
     blocks = _markdown_blocks(content) if content_type == "text/markdown" else _plain_blocks(content)
-    prefixes: dict[tuple[str, ...], tuple[str, int]] = {}
+    prefixes: dict[tuple[str, ...], int] = {}
+    lead = blocks[0].heading_path if blocks else ()  # the first chunk's section: room for a "first" title
 
     def budget(path: tuple[str, ...]) -> int:
         """Tokens left for the text under ``path`` once its context is in (at least a quarter)."""
         if path not in prefixes:
-            prefix = context.prefix(title, path)
+            prefix = context.prefix(title, path, first=path == lead)
             taken = count_tokens(prefix + "\n\n") if prefix else 0
-            prefixes[path] = (prefix, max(max_tokens // 4, max_tokens - taken))
-        return prefixes[path][1]
+            prefixes[path] = max(max_tokens // 4, max_tokens - taken)
+        return prefixes[path]
 
     pieces: list[_Block] = []
     for block in blocks:
@@ -135,7 +139,8 @@ def chunk_document(
             texts = _fit(block.text, limit, count_tokens, tokens)
             pieces.extend(_Block(text, block.heading_path, block.heading) for text in texts)
     merged = _merge_small(pieces, min_chars, budget, count_tokens)
-    return [Chunk(b.text, b.heading_path, i, prefixes[b.heading_path][0]) for i, b in enumerate(merged)]
+    return [Chunk(b.text, b.heading_path, i, context.prefix(title, b.heading_path, first=i == 0))
+            for i, b in enumerate(merged)]
 
 
 def _plain_blocks(content: str) -> list[_Block]:

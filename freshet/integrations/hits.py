@@ -60,5 +60,6 @@ def hit_metadata(hit: Hit) -> dict[str, Any]:
     freshet's (a document may well have a ``score`` or a ``version`` of its own).
     """
     return {"doc_id": hit.doc_id, "chunk_id": hit.chunk_id, "tenant": hit.tenant, "version": hit.version,
-            "score": hit.score, "title": hit.title, "heading_path": list(hit.heading_path),
+            "score": hit.score, "vector_score": hit.vector_score, "keyword_score": hit.keyword_score,
+            "title": hit.title, "heading_path": list(hit.heading_path),
             "metadata": dict(hit.metadata)}

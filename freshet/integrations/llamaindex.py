@@ -25,7 +25,7 @@ __all__ = ["FreshetRetriever", "to_node"]
 
 #: Metadata an LLM or an embedding gains nothing from: they see the doc id, title, heading path and
 #: the document's own metadata.
-_HIDDEN = ["chunk_id", "version", "score", "tenant"]
+_HIDDEN = ["chunk_id", "version", "score", "vector_score", "keyword_score", "tenant"]
 
 
 def to_node(hit: Hit) -> NodeWithScore:

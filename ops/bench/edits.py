@@ -15,7 +15,7 @@ import json
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from freshet.verify import read_objects, run_verify
 from ops.bench import langchain_baseline as lc
 from ops.stack import Stack, drop_pipeline, isolated
 from schemas.change import ChangeEvent
+from workers.chunking import Context, chunk_document
 from workers.embedding import default_model_path
 
 
@@ -120,6 +121,79 @@ def run(base: Settings, path: Path, *, snapshot: int = lc.SNAPSHOT_EVENTS, keep:
     return report
 
 
+#: The chunk contexts ``freshet bench edits --plan`` compares (``FRESHET_EMBED_TITLE`` / ``_HEADINGS``).
+CONTEXTS = {"none": Context(), "title first": Context(title="first"), "title all": Context(title="all"),
+            "headings": Context(headings=True), "title all + headings": Context(title="all", headings=True)}
+
+
+def first_heading(content: str | None) -> str | None:
+    """The text of a Markdown page's first H1 (``# Title``): the title a producer would likely send."""
+    for line in (content or "").splitlines():
+        if line.startswith("# "):
+            return line[2:].strip() or None
+    return None
+
+
+def planned_cost(events: Sequence[ChangeEvent], context: Context, count_tokens: Callable[[str], int], *,
+                 min_chars: int, max_tokens: int = 256, start: int = lc.SNAPSHOT_EVENTS,
+                 h1_titles: bool = False) -> dict[str, int]:
+    """What the indexer would embed over ``events[start:]``, from its chunking alone (no services);
+    with ``h1_titles``, an event without a title gets its page's first H1 as one.
+
+    A chunk is embedded when its content hash is neither in its document's previous version nor among
+    the vectors embedded before (the indexer's cache holds 50,000; this history has fewer chunks), so
+    the figure follows the real pipeline's (docs/benchmarks.md gives both).
+    """
+    previous: dict[str, set[str]] = {}
+    embedded: set[str] = set()
+    chars = chunks = 0
+    for position, ev in enumerate(events):
+        if ev.op == "delete":
+            previous.pop(ev.doc_id, None)
+            continue
+        title = ev.title or (first_heading(ev.content) if h1_titles else None)
+        cut = chunk_document(ev.content or "", content_type=ev.content_type, max_tokens=max_tokens,
+                             count_tokens=count_tokens, min_chars=min_chars, title=title, context=context)
+        hashes = {c.content_hash: c for c in cut}
+        if position >= start:
+            seen = previous.get(ev.doc_id, set())
+            new = [c for h, c in hashes.items() if h not in seen and h not in embedded]
+            chars += sum(len(c.embed_text) for c in new)
+            chunks += len(new)
+        previous[ev.doc_id] = set(hashes)
+        embedded |= set(hashes)
+    return {"chars": chars, "chunks": chunks}
+
+
+def plan(base: Settings, path: Path, *, snapshot: int = lc.SNAPSHOT_EVENTS) -> dict[str, Any]:
+    """Edit cost of each chunk context, planned from the chunking (see :func:`planned_cost`)."""
+    raw = lc.load_events(path)
+    events = [ChangeEvent.model_validate(e) for e in raw]
+    count_tokens = _token_counter()
+    new = lc.new_paragraph_chars(raw, start=snapshot)
+    titled = sum(1 for ev in events if ev.title)
+    rows = {name: planned_cost(tqdm(events, desc=f"planning: {name}", unit="event", leave=False), ctx, count_tokens,
+                               min_chars=base.chunk_min_chars, start=snapshot)
+            for name, ctx in CONTEXTS.items()}
+    for name in ("title first", "title all"):  # as if each event's title were its page's first H1
+        rows[f"{name} (title = first H1)"] = planned_cost(
+            tqdm(events, desc=f"planning: {name}, H1 titles", unit="event", leave=False), CONTEXTS[name],
+            count_tokens, min_chars=base.chunk_min_chars, start=snapshot, h1_titles=True)
+    return {"file": str(path), "events": len(events), "snapshot_events": snapshot, "titled_events": titled,
+            "new_paragraph_chars": new, "contexts": rows}
+
+
+def print_plan(r: dict[str, Any]) -> None:
+    new = r["new_paragraph_chars"]
+    click.secho(f"\nPlanned edit cost of each chunk context over {r['events'] - r['snapshot_events']:,} edits of "
+                f"{r['file']} ({r['titled_events']:,} events carry a title), as text given to the model:", bold=True)
+    click.echo(f"  {'context':<30} {'chunks':>8} {'chars':>10} {'x new paragraphs':>17}")
+    for name, row in r["contexts"].items():
+        flag = "" if row["chars"] <= 1.5 * new else "  over the 1.5x budget"
+        click.echo(f"  {name:<30} {row['chunks']:>8,} {row['chars'] / 1e6:>8.2f} M {row['chars'] / new:>16.2f}x{flag}")
+    click.echo(f"  new paragraphs: {new / 1e6:.2f} M chars")
+
+
 def print_report(r: dict[str, Any]) -> None:
     m = 1e6
     new = r["new_paragraph_chars"]
@@ -151,7 +225,14 @@ def print_report(r: dict[str, Any]) -> None:
                f"({e['detail']})")
 
 
-def main(base: Settings, path: Path, *, as_json: bool, keep: bool) -> int:
+def main(base: Settings, path: Path, *, as_json: bool, keep: bool, planned: bool = False) -> int:
+    if planned:
+        result = plan(base, path)
+        if as_json:
+            click.echo(json.dumps(result, indent=2))
+        else:
+            print_plan(result)
+        return 0
     report = run(base, path, keep=keep)
     if as_json:
         click.echo(json.dumps(report, indent=2))

@@ -44,6 +44,7 @@ def test_langchain_invoke_returns_documents(client: SearchClient) -> None:
     best = docs[0]
     assert best.metadata["doc_id"] == "notes/glacier.md" and best.metadata["tenant"] == "acme"
     assert best.metadata["version"] == 1 and best.metadata["score"] > 0
+    assert best.metadata["keyword_score"] == best.metadata["score"] and best.metadata["vector_score"] is None
     assert best.metadata["metadata"] == {"kind": "note"} and best.metadata["heading_path"]
     assert "glacier" in best.page_content and best.id == best.metadata["chunk_id"]
     assert {d.metadata["tenant"] for d in docs} == {"acme"}

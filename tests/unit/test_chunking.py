@@ -147,15 +147,15 @@ def test_context_goes_ahead_of_the_embedded_text_only() -> None:
     plain = chunk_document(doc, count_tokens=words, min_chars=0, title="FastAPI  docs")
     assert [c.embed_text for c in plain] == [c.text for c in plain]
     both = chunk_document(doc, count_tokens=words, min_chars=0, title="FastAPI  docs",
-                          context=Context(title=True, headings=True))
+                          context=Context(title="all", headings=True))
     assert [c.text for c in both] == [c.text for c in plain]
     assert [c.embed_text for c in both] == [
         "FastAPI docs\nGuide\n\n# Guide\n\nIntro text here.",
         "FastAPI docs\nGuide > Install\n\n## Install\n\nRun it.",
     ]
-    titled = chunk_document(doc, count_tokens=words, min_chars=0, title="FastAPI docs", context=Context(title=True))
+    titled = chunk_document(doc, count_tokens=words, min_chars=0, title="FastAPI docs", context=Context(title="all"))
     assert titled[1].embed_text == "FastAPI docs\n\n## Install\n\nRun it."
-    retitled = chunk_document(doc, count_tokens=words, min_chars=0, title="Other", context=Context(title=True))
+    retitled = chunk_document(doc, count_tokens=words, min_chars=0, title="Other", context=Context(title="all"))
     assert {c.content_hash for c in retitled}.isdisjoint(c.content_hash for c in titled)  # re-embeds all
     assert [c.content_hash for c in chunk_document(doc, count_tokens=words, min_chars=0, title="Other")] == [
         c.content_hash for c in plain]  # without the title in context, a new title re-embeds nothing
@@ -164,6 +164,14 @@ def test_context_goes_ahead_of_the_embedded_text_only() -> None:
 def test_the_context_tokens_are_kept_free() -> None:
     para = " ".join(f"w{i}." for i in range(50))
     out = chunk_document(para, count_tokens=words, max_tokens=20, title="one two three four five",
-                         context=Context(title=True))
+                         context=Context(title="all"))
     assert all(words(c.embed_text) <= 20 for c in out)
     assert all(words(c.text) <= 15 for c in out)
+
+
+def test_a_first_title_goes_ahead_of_the_first_chunk_only() -> None:
+    doc = "# Guide\n\nIntro text here.\n\n## Install\n\nRun it."
+    out = chunk_document(doc, count_tokens=words, min_chars=0, title="FastAPI docs", context=Context(title="first"))
+    assert [c.embed_text for c in out] == ["FastAPI docs\n\n# Guide\n\nIntro text here.", "## Install\n\nRun it."]
+    other = chunk_document(doc, count_tokens=words, min_chars=0, title="Other", context=Context(title="first"))
+    assert [a.content_hash == b.content_hash for a, b in zip(out, other, strict=True)] == [False, True]

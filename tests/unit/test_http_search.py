@@ -109,7 +109,7 @@ def test_the_openapi_schemas_are_the_models_own(model: type[SearchRequest] | typ
 def test_a_hit_keeps_its_own_metadata_apart_from_freshets() -> None:
     meta = hit_metadata(HIT)
     assert meta == {"doc_id": "notes/glacier.md", "chunk_id": "c-1", "tenant": "acme", "version": 3, "score": 0.75,
-                    "title": "The glacier", "heading_path": ["The glacier", "Part 1"],
+                    "vector_score": None, "keyword_score": None, "title": "The glacier", "heading_path": ["The glacier", "Part 1"],
                     "metadata": {"lang": "en", "score": 9, "tags": ["ice"]}}
     meta["heading_path"].append("changed")
     assert HIT.heading_path == ["The glacier", "Part 1"]  # a copy, not the hit's own list

@@ -115,7 +115,7 @@ def test_a_document_of_too_many_chunks_is_refused_before_anything_is_written() -
 
 def test_a_title_in_the_embedded_context_re_embeds_the_document_when_it_changes() -> None:
     h = Harness()
-    h.indexer = Indexer(h.model, h.store, EmbeddingCache(100), h.stats, context=Context(title=True))
+    h.indexer = Indexer(h.model, h.store, EmbeddingCache(100), h.stats, context=Context(title="all"))
     h.apply(sourced(1, doc_id="d", op="upsert", version=1, content=DOC, title="Stories"))
     assert h.stats.chunks_embedded == 3
     assert [t.split("\n\n", 1)[0] for t in h.model.embedded] == ["Stories"] * 3
