@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.search import DEFAULT_ALPHA
 from workers.chunking import Context, TitleContext
 
 #: Pinned versions of the local stack. Keep in step with ops/kafka/pom.xml and docker-compose.yml.
@@ -119,6 +120,8 @@ class Settings(BaseSettings):
     hybrid_fusion: Literal["relative_score", "ranked"] = Field(
         "relative_score", description="How hybrid search fuses its sides: 'relative_score' (each side's scores "
                                       "min-max normalized, then weighted by alpha) or 'ranked' (reciprocal ranks).")
+    hybrid_alpha: float = Field(DEFAULT_ALPHA, ge=0, le=1, description=(
+        "Hybrid weight of the vector side for requests without an alpha of their own (1: vector alone, 0: keyword)."))
     hybrid_candidates: int = Field(50, ge=1, le=1000, description=(
         "Chunks each side of a hybrid search finds (at least the hits asked for) before the worker fuses them."))
 

@@ -149,7 +149,8 @@ class SearchRequest(BaseModel):
     request_id: str = Field(min_length=1, max_length=200, description="Correlates the reply.")
     query: str = Field(min_length=1, max_length=4000, description="The search text.")
     mode: SearchMode = Field("hybrid", description="hybrid (default), vector (dense) or keyword (BM25).")
-    alpha: float = Field(DEFAULT_ALPHA, ge=0.0, le=1.0, description="Hybrid weight of the vector side.")
+    alpha: float | None = Field(None, ge=0.0, le=1.0, description=(
+        "Hybrid weight of the vector side; absent: the query worker's FRESHET_HYBRID_ALPHA (0.7 by default)."))
     fusion: Fusion | None = Field(None, description="How hybrid fuses its sides: relative_score (min-max normalized "
                                                     "scores) or ranked (reciprocal ranks); empty = the worker's "
                                                     "FRESHET_HYBRID_FUSION.")

@@ -58,7 +58,8 @@ def build(settings: Settings, role: Role) -> faust.App:
                                   ["events_applied", "chunks_embedded", "chars_embedded", "dead_lettered"])
     else:
         searcher = Searcher(embedder, store, AppliedView(), QueryStats(), metadata_schema=settings.metadata_schema,
-                            overfetch=settings.query_overfetch, cache_size=settings.query_cache_size)
+                            overfetch=settings.query_overfetch, cache_size=settings.query_cache_size,
+                            alpha=settings.hybrid_alpha)
         web.register(app, health, searcher.stats.as_dict)
         query_agent.register(app, topics, settings, searcher, Probes(searcher, store), health)
         dashboard.register(app, settings)

@@ -19,6 +19,7 @@ from freshet.errors import FreshetError, InvalidEventError, TransientError
 from schemas.metrics import Quality
 from schemas.search import (
     BUILTIN_FILTER_FIELDS,
+    DEFAULT_ALPHA,
     AllOf,
     Condition,
     Filter,
@@ -129,13 +130,15 @@ class Searcher:
     """Waits for the request's fence, embeds the query (cached), searches, admits and ranks."""
 
     def __init__(self, embedder: Embedder, store: ChunkStore, view: AppliedView, stats: QueryStats, *,
-                 metadata_schema: Mapping[str, str], overfetch: float = 2.0, cache_size: int = 1024) -> None:
+                 metadata_schema: Mapping[str, str], overfetch: float = 2.0, cache_size: int = 1024,
+                 alpha: float = DEFAULT_ALPHA) -> None:
         self._embedder = embedder
         self._store = store
         self.view = view
         self.stats = stats
         self._schema = dict(metadata_schema)
         self._overfetch = overfetch
+        self._alpha = alpha
         self._cache = EmbeddingCache(cache_size)
         self._batcher = BatchingEmbedder(embedder)
         self.probes = Quality()
@@ -164,7 +167,8 @@ class Searcher:
         vector = await self._vector(req.query) if req.mode != "keyword" else None
         t2 = time.perf_counter()
         stored = await self._store.search(StoreQuery(
-            mode=req.mode, text=req.query, vector=vector, alpha=req.alpha, fusion=req.fusion, tenant=req.tenant,
+            mode=req.mode, text=req.query, vector=vector,
+            alpha=self._alpha if req.alpha is None else req.alpha, fusion=req.fusion, tenant=req.tenant,
             filters=req.filters,
             limit=fetch_limit(req.top_k, self._overfetch, req.group_by_doc),
         ))

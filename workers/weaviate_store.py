@@ -78,6 +78,8 @@ _PROPERTIES = [
 #: The property BM25 searches: the title and text of a chunk as :func:`workers.analysis.keyword_text`
 #: analyzes them (stemmed, without stop words), whitespace-tokenized.
 KEYWORDS = "keywords"
+
+
 def bm25_operator(name: str) -> Any:
     """``FRESHET_KEYWORD_OPERATOR`` as weaviate-client's: ``or`` (any query word) or ``and`` (every one)."""
     return wvc.query.BM25Operator.and_() if name == "and" else wvc.query.BM25Operator.or_(minimum_match=1)

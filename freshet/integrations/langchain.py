@@ -10,7 +10,7 @@ from typing import Any
 
 from freshet.client import SearchClient
 from freshet.integrations.hits import asearch, hit_metadata, search
-from schemas.search import DEFAULT_ALPHA, Filter, Hit, SearchMode
+from schemas.search import Filter, Hit, SearchMode
 
 try:
     from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
@@ -39,7 +39,7 @@ class FreshetRetriever(BaseRetriever):
     client: SearchClient
     top_k: int = 4
     mode: SearchMode = "hybrid"
-    alpha: float = DEFAULT_ALPHA
+    alpha: float | None = None
     tenant: str | None = None
     filters: Filter | None = None
     group_by_doc: bool = False

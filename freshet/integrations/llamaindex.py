@@ -11,7 +11,7 @@ from typing import Any
 
 from freshet.client import SearchClient
 from freshet.integrations.hits import asearch, hit_metadata, search
-from schemas.search import DEFAULT_ALPHA, Filter, Hit, SearchMode
+from schemas.search import Filter, Hit, SearchMode
 
 try:
     from llama_index.core.callbacks import CallbackManager
@@ -47,7 +47,7 @@ class FreshetRetriever(BaseRetriever):
     """
 
     def __init__(self, client: SearchClient, *, top_k: int = 4, mode: SearchMode = "hybrid",
-                 alpha: float = DEFAULT_ALPHA, tenant: str | None = None,
+                 alpha: float | None = None, tenant: str | None = None,
                  filters: Filter | Mapping[str, Any] | None = None,
                  group_by_doc: bool = False, timeout: float | None = None,
                  callback_manager: CallbackManager | None = None) -> None:

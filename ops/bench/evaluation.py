@@ -36,7 +36,7 @@ from ops.bench import exact
 from ops.bench.keyword_reference import bm25_hits
 from ops.stack import Stack, drop_pipeline, isolated
 from schemas.change import ChangeEvent
-from schemas.search import SearchReply, SearchRequest
+from schemas.search import SearchReply
 from workers.beir import Dataset, change_event, load_dataset
 from workers.embedding import SentenceTransformerEmbedder
 from workers.relevance import bootstrap_interval, evaluate, paired_interval, per_query, rank_documents
@@ -159,7 +159,7 @@ def _pipeline(base: Settings, data: Dataset, events: Sequence[ChangeEvent], mode
             figures, per[mode] = _figures(data, hits)
             results[mode] = {**figures, "queries": len(data.queries), "seconds": round(seconds, 2)}
             if mode == "hybrid":
-                results[mode]["alpha"] = alpha if alpha is not None else SearchRequest.model_fields["alpha"].default
+                results[mode]["alpha"] = alpha if alpha is not None else settings.hybrid_alpha
                 results[mode]["fusion"] = settings.hybrid_fusion
         if do_sweep:
             results["sweep"] = sweep(settings, data, {m: per[m] for m in ("vector", "keyword")})

@@ -30,6 +30,7 @@ class DictStore:
     def __init__(self) -> None:
         self.objects: dict[str, ChunkRecord] = {}
         self.property_updates = 0
+        self.queries: list[StoreQuery] = []
 
     async def start(self) -> None: ...
 
@@ -55,4 +56,5 @@ class DictStore:
         return await self.delete_ids(gone)
 
     async def search(self, query: StoreQuery) -> list[StoredHit]:
+        self.queries.append(query)
         return []

@@ -3,6 +3,7 @@ as LangChain documents and LlamaIndex nodes."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -108,8 +109,9 @@ def test_the_openapi_schemas_are_the_models_own(model: type[SearchRequest] | typ
 
 def test_a_hit_keeps_its_own_metadata_apart_from_freshets() -> None:
     meta = hit_metadata(HIT)
-    assert meta == {"doc_id": "notes/glacier.md", "chunk_id": "c-1", "tenant": "acme", "version": 3, "score": 0.75,
-                    "vector_score": None, "keyword_score": None, "title": "The glacier", "heading_path": ["The glacier", "Part 1"],
+    assert meta == {"doc_id": "notes/glacier.md", "chunk_id": "c-1", "tenant": "acme", "version": 3,
+                    "score": 0.75, "vector_score": None, "keyword_score": None, "title": "The glacier",
+                    "heading_path": ["The glacier", "Part 1"],
                     "metadata": {"lang": "en", "score": 9, "tags": ["ice"]}}
     meta["heading_path"].append("changed")
     assert HIT.heading_path == ["The glacier", "Part 1"]  # a copy, not the hit's own list
@@ -146,3 +148,11 @@ def test_a_reply_other_than_ok_raises_with_its_code(reply: SearchReply, retryabl
 
 def test_an_ok_reply_gives_its_hits() -> None:
     assert hits_of(SearchReply(request_id="r", status="ok", hits=[HIT])) == [HIT]
+
+
+def test_a_request_without_alpha_gets_the_workers_setting() -> None:
+    store = DictStore()
+    searcher = Searcher(WordEmbedder(), store, AppliedView(), QueryStats(), metadata_schema={}, alpha=0.35)
+    asyncio.run(searcher.search(SearchRequest(request_id="r", query="glacier")))
+    asyncio.run(searcher.search(SearchRequest(request_id="s", query="glacier", alpha=0.9)))
+    assert [q.alpha for q in store.queries] == [0.35, 0.9]

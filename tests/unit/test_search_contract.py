@@ -8,7 +8,7 @@ from schemas.search import SearchRequest, header_text, parse_request, reply_to_o
 
 def test_defaults() -> None:
     req = parse_request(json.dumps({"request_id": "r1", "query": "kafka"}).encode())
-    assert (req.mode, req.top_k, req.alpha) == ("hybrid", 10, 0.7)
+    assert (req.mode, req.top_k, req.alpha) == ("hybrid", 10, None)  # None: the worker's FRESHET_HYBRID_ALPHA
 
 
 @pytest.mark.parametrize(
