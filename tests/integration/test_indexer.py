@@ -57,14 +57,24 @@ def test_identical_republish_writes_nothing(pipeline: Settings) -> None:
 
 
 def test_a_metadata_change_updates_properties_without_embedding(pipeline: Settings) -> None:
-    publish_and_wait(pipeline, [doc(1, doc_id="geo/meta.md", metadata={"lang": "en"})])
+    publish_and_wait(pipeline, [doc(1, doc_id="geo/meta.md", metadata={"lang": "en"}, title="Deltas")])
     before = stats(pipeline)
-    publish_and_wait(pipeline, [doc(2, doc_id="geo/meta.md", metadata={"lang": "fr"}, title="Deltas (fr)")])
+    publish_and_wait(pipeline, [doc(2, doc_id="geo/meta.md", metadata={"lang": "fr"}, title="Deltas")])
     d = delta(before, stats(pipeline))
     assert "chunks_embedded" not in d and d["chunks_updated"] == 4
     props = list(stored(pipeline, "geo/meta.md").values())
     assert {json.loads(p["metadata_json"])["lang"] for p in props} == {"fr"}
-    assert {p["title"] for p in props} == {"Deltas (fr)"}
+
+
+def test_a_title_change_re_embeds_only_the_first_chunk(pipeline: Settings) -> None:
+    # FRESHET_EMBED_TITLE=first (the default): the model sees the title ahead of the first chunk only.
+    publish_and_wait(pipeline, [doc(1, doc_id="geo/titled.md", title="Deltas")])
+    before = stats(pipeline)
+    publish_and_wait(pipeline, [doc(2, doc_id="geo/titled.md", title="Deltas (fr)")])
+    d = delta(before, stats(pipeline))
+    assert d["chunks_embedded"] == 1 and d["chunks_updated"] == 3
+    props = list(stored(pipeline, "geo/titled.md").values())
+    assert len(props) == 4 and {p["title"] for p in props} == {"Deltas (fr)"}
 
 
 def test_delete_then_recreate_and_a_stale_delete(pipeline: Settings) -> None:
