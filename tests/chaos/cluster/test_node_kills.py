@@ -14,8 +14,9 @@ broker was the active controller, a new controller is elected first (about 3 s),
 more). A search whose request or reply waits out that failover may be late, or may reach the query
 worker after its deadline and be dropped unanswered, or with too little time left and be answered
 ``timeout`` (as the contract says). So searches sent from ``deadline + 1 s`` before the kill until
-``CATCH_UP_S`` after the fence (read from the brokers' logs) may be late, ``timeout`` or unanswered, every unanswered one must be a request the query workers counted as
-dropped after its deadline, and all others must be ``ok`` in time.
+``CATCH_UP_S`` after the fence (read from the brokers' logs) may be late, ``timeout`` or unanswered,
+every unanswered one must be a request the query workers counted as dropped after its deadline, and
+all others must be ``ok`` in time.
 """
 
 from __future__ import annotations
