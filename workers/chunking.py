@@ -118,16 +118,16 @@ def chunk_document(
     its shape; a chunk's text must never change for the same input (chunk ids derive from it).
     """
     blocks = _markdown_blocks(content) if content_type == "text/markdown" else _plain_blocks(content)
-    prefixes: dict[tuple[str, ...], int] = {}
+    budgets: dict[tuple[str, ...], int] = {}
     lead = blocks[0].heading_path if blocks else ()  # the first chunk's section: room for a "first" title
 
     def budget(path: tuple[str, ...]) -> int:
         """Tokens left for the text under ``path`` once its context is in (at least a quarter)."""
-        if path not in prefixes:
+        if path not in budgets:
             prefix = context.prefix(title, path, first=path == lead)
             taken = count_tokens(prefix + "\n\n") if prefix else 0
-            prefixes[path] = max(max_tokens // 4, max_tokens - taken)
-        return prefixes[path]
+            budgets[path] = max(max_tokens // 4, max_tokens - taken)
+        return budgets[path]
 
     pieces: list[_Block] = []
     for block in blocks:
