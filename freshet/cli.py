@@ -279,6 +279,12 @@ def bench() -> None:
     """Benchmarks that print a report."""
 
 
+def _register_bench_fusion() -> None:
+    from ops.bench.fusion import fusion_command
+
+    bench.add_command(fusion_command, "fusion")
+
+
 def _register_bench_query() -> None:
     from ops.bench.query import query_command
 
@@ -297,6 +303,7 @@ def _register_bench_throughput() -> None:
     bench.add_command(throughput_command, "throughput")
 
 
+_register_bench_fusion()
 _register_bench_query()
 _register_bench_scale()
 _register_bench_throughput()
