@@ -285,6 +285,12 @@ def _register_bench_fusion() -> None:
     bench.add_command(fusion_command, "fusion")
 
 
+def _register_bench_hnsw() -> None:
+    from ops.bench.hnsw import hnsw_command
+
+    bench.add_command(hnsw_command, "hnsw")
+
+
 def _register_bench_query() -> None:
     from ops.bench.query import query_command
 
@@ -304,6 +310,7 @@ def _register_bench_throughput() -> None:
 
 
 _register_bench_fusion()
+_register_bench_hnsw()
 _register_bench_query()
 _register_bench_scale()
 _register_bench_throughput()

@@ -256,7 +256,8 @@ class Stack:
         store = WeaviateChunkStore(host=s.weaviate_host, http_port=s.weaviate_http_port,
                                    grpc_port=s.weaviate_grpc_port, collection=s.collection,
                                    metadata_fields=s.metadata_schema, replication_factor=s.weaviate_replication_factor,
-                                   consistency=s.weaviate_consistency, bm25_k1=s.bm25_k1, bm25_b=s.bm25_b)
+                                   consistency=s.weaviate_consistency, bm25_k1=s.bm25_k1, bm25_b=s.bm25_b,
+                                   hnsw=s.hnsw)
 
         async def run() -> None:
             await store.start()

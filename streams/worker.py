@@ -42,7 +42,8 @@ def build(settings: Settings, role: Role) -> faust.App:
                                consistency=settings.weaviate_consistency, timeout=settings.weaviate_timeout_seconds,
                                failover=settings.weaviate_nodes[1:], bm25_k1=settings.bm25_k1,
                                bm25_b=settings.bm25_b, keyword_operator=settings.keyword_operator,
-                               fusion=settings.hybrid_fusion, hybrid_candidates=settings.hybrid_candidates)
+                               fusion=settings.hybrid_fusion, hybrid_candidates=settings.hybrid_candidates,
+                               hnsw=settings.hnsw)
     health = web.Health(role)
     instance = f"{role}@{socket.gethostname()}:{os.getpid()}"
     if role == "indexer":

@@ -16,6 +16,16 @@ from schemas.change import MetadataValue
 from schemas.search import DEFAULT_ALPHA, Filter
 
 
+@dataclass(frozen=True)
+class HnswConfig:
+    """A vector store's HNSW index: ``ef`` at search time (-1: Weaviate's dynamic ef), and the two
+    build settings Weaviate fixes when the collection is made."""
+
+    ef: int = -1
+    ef_construction: int = 128
+    max_connections: int = 32
+
+
 @dataclass(frozen=True, slots=True)
 class ChunkRecord:
     """One chunk as stored: identity, text, position and its vector."""

@@ -25,6 +25,7 @@ import weaviate
 import weaviate.classes as wvc
 from weaviate.classes.init import AdditionalConfig, Timeout
 from weaviate.collections import CollectionAsync
+from weaviate.collections.classes.config import VectorIndexConfigHNSW
 from weaviate.exceptions import (
     UnexpectedStatusCodeError,
     WeaviateBaseError,
@@ -39,7 +40,7 @@ from schemas.search import BUILTIN_FILTER_FIELDS, AllOf, AnyOf, Condition, Filte
 from workers import metrics
 from workers.analysis import analyzed_query, keyword_text
 from workers.fusion import FUSIONS, Candidate, fuse
-from workers.store import ChunkRecord, StoredHit, StoreQuery
+from workers.store import ChunkRecord, HnswConfig, StoredHit, StoreQuery
 from workers.weaviate_faults import (
     EVENT_PROPERTY_PREFIX,
     FaultKind,
@@ -56,6 +57,7 @@ E = TypeVar("E", bound=StoreError | StoreUnavailableError)
 
 #: The one named vector of the collection.
 VECTOR_NAME = "default"
+
 _PROPERTIES = [
     wvc.config.Property(name="doc_id", data_type=wvc.config.DataType.TEXT,
                         tokenization=wvc.config.Tokenization.FIELD, index_searchable=False),
@@ -116,14 +118,18 @@ class WeaviateChunkStore:
     1) and checked against an existing one (a difference is logged, never changed: Weaviate cannot
     lower it, and raising it moves every shard). Every write, delete and read runs at
     ``consistency`` (QUORUM by default: with 3 replicas a read then overlaps every acknowledged write).
+    ``hnsw`` builds the vector index of a collection the store creates; its search-time ``ef`` is
+    set on an existing one at every start, and a different build is logged, never changed.
     """
 
     def __init__(self, *, host: str, http_port: int, grpc_port: int, collection: str,
                  metadata_fields: Mapping[str, str] | None = None, replication_factor: int | None = None,
                  consistency: str = "QUORUM", timeout: float = 30.0,
                  failover: Sequence[tuple[str, int, int]] = (), bm25_k1: float = 1.2, bm25_b: float = 0.75,
-                 keyword_operator: str = "or", fusion: str = "relative_score", hybrid_candidates: int = 50) -> None:
+                 keyword_operator: str = "or", fusion: str = "relative_score", hybrid_candidates: int = 50,
+                 hnsw: HnswConfig | None = None) -> None:
         self._metadata_fields = dict(metadata_fields or {})
+        self._hnsw = hnsw or HnswConfig()
         self._bm25 = (bm25_k1, bm25_b)
         self._operator = bm25_operator(keyword_operator)
         if fusion not in FUSIONS:
@@ -207,6 +213,7 @@ class WeaviateChunkStore:
                 await self._add_missing_properties(client)
                 await self._check_replication(client)
                 await self._check_bm25(client)
+                await self._check_hnsw(client)
         except (WeaviateConnectionError, WeaviateTimeoutError, OSError) as exc:
             await client.close()
             raise StoreUnavailableError(
@@ -246,7 +253,8 @@ class WeaviateChunkStore:
                 vector_config=wvc.config.Configure.Vectors.self_provided(
                     name=VECTOR_NAME,
                     vector_index_config=wvc.config.Configure.VectorIndex.hnsw(
-                        distance_metric=wvc.config.VectorDistances.COSINE
+                        distance_metric=wvc.config.VectorDistances.COSINE, ef=self._hnsw.ef,
+                        ef_construction=self._hnsw.ef_construction, max_connections=self._hnsw.max_connections,
                     ),
                 ),
                 inverted_index_config=wvc.config.Configure.inverted_index(
@@ -304,6 +312,25 @@ class WeaviateChunkStore:
                 bm25_k1=self._bm25[0], bm25_b=self._bm25[1]))
             log.info("bm25_parameters_set", collection=self._collection_name, k1=self._bm25[0], b=self._bm25[1],
                      were=(bm25.k1, bm25.b))
+
+    async def _check_hnsw(self, client: weaviate.WeaviateAsyncClient) -> None:
+        """Set the HNSW index's search-time ef to the configured one (it may change at any time); a
+        build setting (efConstruction, maxConnections) that differs is logged: Weaviate keeps it."""
+        coll = client.collections.use(self._collection_name)
+        config = (await coll.config.get()).vector_config
+        index = config[VECTOR_NAME].vector_index_config if config and VECTOR_NAME in config else None
+        if not isinstance(index, VectorIndexConfigHNSW):
+            return
+        if index.ef != self._hnsw.ef:
+            await coll.config.update(vector_config=wvc.config.Reconfigure.Vectors.update(
+                name=VECTOR_NAME, vector_index_config=wvc.config.Reconfigure.VectorIndex.hnsw(ef=self._hnsw.ef)))
+            log.info("hnsw_ef_set", collection=self._collection_name, ef=self._hnsw.ef, was=index.ef)
+        built = (index.ef_construction, index.max_connections)
+        if built != (self._hnsw.ef_construction, self._hnsw.max_connections):
+            log.warning("collection_hnsw_mismatch", collection=self._collection_name, actual=built,
+                        configured=(self._hnsw.ef_construction, self._hnsw.max_connections),
+                        hint="Weaviate fixes efConstruction and maxConnections when a collection is made: "
+                             "index into a new collection (FRESHET_COLLECTION) to change them")
 
     async def close(self) -> None:
         if self._watchdog is not None:

@@ -72,7 +72,7 @@ def build_index(events: Sequence[ChangeEvent], embedder: Embedder, *, min_chars:
         _save(cache, known | fresh)
     vectors = {**known, **fresh}
     dim = len(next(iter(vectors.values()))) if vectors else 0
-    matrix = _unit(np.stack([vectors[c.content_hash] for _, c in chunks])) if chunks else np.zeros((0, dim), np.float32)
+    matrix = unit(np.stack([vectors[c.content_hash] for _, c in chunks])) if chunks else np.zeros((0, dim), np.float32)
     cached = sum(1 for _, c in chunks if c.content_hash in known)
     return ExactIndex([doc for doc, _ in chunks], matrix, cached, time.perf_counter() - started)
 
@@ -98,12 +98,12 @@ def top_chunks(queries: Matrix, vectors: Matrix, depth: int) -> list[list[tuple[
 def exact_hits(index: ExactIndex, embedder: Embedder, queries: Mapping[str, str],
                depth: int) -> dict[str, list[tuple[str, float]]]:
     """Query id -> ``(doc_id, score)`` of its ``depth`` nearest chunks, best first."""
-    qvecs = _unit(np.asarray(embedder.embed(list(queries.values())), dtype=np.float32).reshape(len(queries), -1))
+    qvecs = unit(np.asarray(embedder.embed(list(queries.values())), dtype=np.float32).reshape(len(queries), -1))
     found = top_chunks(qvecs, index.vectors, depth)
     return {qid: [(index.doc_ids[i], s) for i, s in hits] for qid, hits in zip(queries, found, strict=True)}
 
 
-def _unit(m: Matrix) -> Matrix:
+def unit(m: Matrix) -> Matrix:
     """Rows scaled to unit length (the model's already are; this keeps cosine right for any embedder)."""
     norms = np.linalg.norm(m, axis=1, keepdims=True)
     return (m / np.where(norms == 0, 1, norms)).astype(np.float32)

@@ -75,7 +75,7 @@ def prepare(base: Settings, path: Path, embedder: SentenceTransformerEmbedder) -
     index = exact.build_index(events, embedder, min_chars=base.chunk_min_chars, cache=cache, chunks=chunks)
     qids = list(data.queries)
     queries = np.asarray(embedder.embed([data.queries[q] for q in qids]), dtype=np.float32).reshape(len(qids), -1)
-    dense = (exact._unit(queries) @ index.vectors.T).astype(np.float32)
+    dense = (exact.unit(queries) @ index.vectors.T).astype(np.float32)
     by_doc: dict[str, list[Any]] = {}
     for doc, chunk in chunks:
         by_doc.setdefault(doc, []).append(chunk)

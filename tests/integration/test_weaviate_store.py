@@ -20,7 +20,7 @@ from ops import procs
 from ops.stack import Stack, isolated
 from tests.integration.conftest import Endpoints, make_settings
 from workers.ids import chunk_id
-from workers.store import ChunkRecord, StoreQuery
+from workers.store import ChunkRecord, HnswConfig, StoreQuery
 from workers.weaviate_store import WeaviateChunkStore, sync_client
 
 pytestmark = pytest.mark.integration
@@ -74,6 +74,36 @@ def test_upsert_is_idempotent_and_delete_keeps_what_it_is_told(isolated: Setting
             await store.close()
 
     asyncio.run(scenario())
+
+
+def test_the_hnsw_settings_make_the_index_and_ef_follows_the_setting(isolated: Settings) -> None:
+    """efConstruction and maxConnections are set when the store makes the collection (then kept, a
+    difference only logged); ef is set again at every start, so a changed setting takes effect."""
+    def index_config() -> tuple[int, int, int]:
+        client = sync_client(isolated.weaviate_host, isolated.weaviate_http_port, isolated.weaviate_grpc_port)
+        try:
+            vectors = client.collections.use(isolated.collection).config.get().vector_config
+            assert vectors is not None
+            index = next(iter(vectors.values())).vector_index_config
+            return index.ef, index.ef_construction, index.max_connections  # type: ignore[union-attr]
+        finally:
+            client.close()
+
+    async def start_with(hnsw: HnswConfig) -> None:
+        store = WeaviateChunkStore(host=isolated.weaviate_host, http_port=isolated.weaviate_http_port,
+                                   grpc_port=isolated.weaviate_grpc_port, collection=isolated.collection, hnsw=hnsw)
+        await store.start()
+        try:
+            await store.upsert([record("d", 0, "alpha", [1.0, 0.0, 0.0])])
+            hits = await store.search(StoreQuery(mode="vector", text="", vector=[1.0, 0.0, 0.0], limit=1))
+            assert [h.id for h in hits] == [record("d", 0, "", []).id]
+        finally:
+            await store.close()
+
+    asyncio.run(start_with(HnswConfig(ef=24, ef_construction=64, max_connections=8)))
+    assert index_config() == (24, 64, 8)
+    asyncio.run(start_with(HnswConfig(ef=-1, ef_construction=128, max_connections=32)))
+    assert index_config() == (-1, 64, 8)
 
 
 def test_a_read_only_shard_is_waited_out_and_nothing_is_lost(isolated: Settings) -> None:
