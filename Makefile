@@ -15,13 +15,14 @@ export TRANSFORMERS_OFFLINE := 1
 export UV_PYTHON_DOWNLOADS := never
 export FRESHET_CACHE_DIR ?= $(FRESHET_CACHE)
 
-.PHONY: help install up down clean status demo test unit integration chaos chaos-cluster lint typecheck
+.PHONY: help install up down clean status demo test unit integration chaos chaos-cluster bench lint typecheck
 
 help:
 	@echo "make demo    - start the local stack and index + search this project's docs over Kafka"
 	@echo "make test    - unit and integration tests (starts what they need)"
 	@echo "make chaos   - the chaos tier: faults and hostile input on a Kafka and Weaviate of its own"
 	@echo "make chaos-cluster - the chaos tier's cluster scenarios (issue 10) on a 3-broker, 3-node cluster of its own"
+	@echo "make bench   - every benchmark suite on the local stack, one table (BENCH_ARGS=--json, --only bulk, ...)"
 	@echo "make up | down | status | clean  - manage the local stack (clean wipes all local data)"
 	@echo "make up CLUSTER=1 - a local cluster: 3 brokers, 3 Weaviate nodes, 2 indexers, 2 query workers"
 
@@ -86,6 +87,13 @@ chaos: install
 chaos-cluster: install
 	$(FRESHET) stack install
 	CHAOS_CLUSTER=1 $(VENV)/bin/pytest tests/chaos/cluster --timeout 1800 --durations=15 $(PYTEST_ARGS)
+
+# Every benchmark suite (bulk, edits, freshness, query, hnsw) on the local stack, one table; the figures
+# also land in .freshet/bench.json. They read ../shared/datasets (the demo never does). About 30 minutes.
+BENCH_ARGS ?=
+bench: install
+	$(FRESHET) stack install
+	$(FRESHET) bench --out .freshet/bench.json $(BENCH_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check freshet schemas streams workers ops tests

@@ -274,9 +274,30 @@ def relayout(settings: Settings, to_partitions: int, to_changes_topic: str, to_a
         click.echo(line)
 
 
-@main.group()
-def bench() -> None:
-    """Benchmarks that print a report."""
+@main.group(invoke_without_command=True)
+@click.option("--only", multiple=True, type=click.Choice(["bulk", "edits", "freshness", "query", "hnsw"]),
+              help="Run only these suites (repeatable); default all.")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the JSON to this file.")
+@click.pass_context
+def bench(ctx: click.Context, only: tuple[str, ...], as_json: bool, out: Path | None) -> None:
+    """Benchmarks that print a report. Without a command: every suite, one table (docs/benchmarks.md)."""
+    if ctx.invoked_subcommand is None:
+        from ops.bench.suite import main as run_suite
+
+        run_suite(ctx.obj, only, as_json, out)
+
+
+def _register_bench_bulk() -> None:
+    from ops.bench.bulk import bulk_command
+
+    bench.add_command(bulk_command, "bulk")
+
+
+def _register_bench_freshness() -> None:
+    from ops.bench.freshness import freshness_command
+
+    bench.add_command(freshness_command, "freshness")
 
 
 def _register_bench_fusion() -> None:
@@ -309,6 +330,8 @@ def _register_bench_throughput() -> None:
     bench.add_command(throughput_command, "throughput")
 
 
+_register_bench_bulk()
+_register_bench_freshness()
 _register_bench_fusion()
 _register_bench_hnsw()
 _register_bench_query()

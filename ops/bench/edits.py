@@ -84,7 +84,7 @@ def run(base: Settings, path: Path, *, snapshot: int = lc.SNAPSHOT_EVENTS, keep:
     events = [ChangeEvent.model_validate(e) for e in raw]
     report: dict[str, Any] = {"file": str(path), "events": len(events), "snapshot_events": snapshot,
                               "edit_events": len(events) - snapshot}
-    click.echo("LangChain baselines (in memory, counting embedding function) ...")
+    click.echo("LangChain baselines (in memory, counting embedding function) ...", err=True)
     report["new_paragraph_chars"] = lc.new_paragraph_chars(raw, start=snapshot)
     count_tokens = _token_counter()
     report["langchain"] = {f"{size},{overlap}": lc.langchain_edit_cost(raw, size, overlap, start=snapshot,
@@ -105,7 +105,7 @@ def run(base: Settings, path: Path, *, snapshot: int = lc.SNAPSHOT_EVENTS, keep:
         seconds = _replay_one_by_one(replay, events[snapshot:])
         after = indexer_stats(replay)
         report["freshet"] = {k: after[k] - before[k] for k in after} | {"seconds": round(seconds, 1)}
-        click.echo("verify ...")
+        click.echo("verify ...", err=True)
         problems = run_verify(replay)
         report["verify"] = {"ok": not problems, "problems": problems[:20]}
         stacks[1].up(["indexer"])

@@ -84,7 +84,7 @@ def search_all(settings: Settings, queries: Mapping[str, str], *, mode: str, alp
     return out, time.perf_counter() - started
 
 
-def _stored_chunks(settings: Settings) -> int:
+def stored_chunks(settings: Settings) -> int:
     """Objects in the pipeline's collection."""
     client = sync_client(settings.weaviate_host, settings.weaviate_http_port, settings.weaviate_grpc_port)
     try:
@@ -152,7 +152,7 @@ def _pipeline(base: Settings, data: Dataset, events: Sequence[ChangeEvent], mode
         stack.up(["indexer", "query"])
         started = time.perf_counter()
         publish_events(settings, events, wait=True, timeout=max(600.0, 0.5 * len(events)), desc="publishing corpus")
-        indexing = {"chunks": _stored_chunks(settings), "seconds": round(time.perf_counter() - started, 1)}
+        indexing = {"chunks": stored_chunks(settings), "seconds": round(time.perf_counter() - started, 1)}
         per: dict[str, dict[str, float]] = {}
         for mode in (*modes, *(m for m in ("vector", "keyword") if do_sweep and m not in modes)):
             hits, seconds = search_all(settings, data.queries, mode=mode, alpha=alpha)

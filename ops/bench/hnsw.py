@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from freshet.settings import Settings
 from ops.bench import exact
+from ops.bench.load import percentile
 from workers.beir import change_event, load_dataset
 from workers.embedding import SentenceTransformerEmbedder
 
@@ -62,14 +63,6 @@ def recall_at(found: Sequence[Sequence[int]], truth: Sequence[Sequence[int]], k:
     wanted = sum(min(k, len(t)) for t in truth)
     hit = sum(len(set(f[:k]) & set(t[:k])) for f, t in zip(found, truth, strict=True))
     return hit / wanted if wanted else 1.0
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The ``q`` quantile (0-1) of ``values``, by the nearest rank."""
-    ordered = sorted(values)
-    if not ordered:
-        return 0.0
-    return ordered[min(len(ordered) - 1, max(0, int(np.ceil(q * len(ordered))) - 1))]
 
 
 def choose(rows: Sequence[Row], min_recall: float) -> Row | None:
@@ -164,9 +157,10 @@ def run(base: Settings, datasets: Sequence[Path], *, builds: Sequence[tuple[int,
                 for ef, k in tqdm(grid, desc=f"  efC {ef_construction} M {max_connections}: ef x limit",
                                   unit="setting", leave=False):
                     found, times = _search(client, name, ef, qvecs, k, repeats)
+                    ms = [t * 1000 for t in times]
                     rows.append(Row(ef_construction, max_connections, ef, k, recall_at(found, truth[k], k),
-                                    round(statistics.median(times) * 1000, 2), round(percentile(times, 0.99) * 1000, 2),
-                                    len(times), round(build_s, 1)))
+                                    round(statistics.median(ms), 2), round(percentile(ms, 99), 2), len(ms),
+                                    round(build_s, 1)))
             finally:
                 if not keep:
                     client.collections.delete(name)

@@ -1,11 +1,11 @@
-"""The HNSW benchmark's arithmetic (ops/bench/hnsw.py): recall against the exact top k, the
-percentile, and which setting it chooses."""
+"""The HNSW benchmark's arithmetic (ops/bench/hnsw.py): recall against the exact top k and which
+setting it chooses."""
 
 from __future__ import annotations
 
 import pytest
 
-from ops.bench.hnsw import Row, choose, percentile, recall_at
+from ops.bench.hnsw import Row, choose, recall_at
 
 
 def test_recall_counts_the_exact_top_k_found_over_all_queries() -> None:
@@ -15,14 +15,6 @@ def test_recall_counts_the_exact_top_k_found_over_all_queries() -> None:
     assert recall_at([[1], [4, 5, 6]], truth, 3) == pytest.approx(4 / 6)  # fewer hits than k: missed
     assert recall_at([[1, 2, 3, 4]], [[1, 2, 9, 4]], 2) == 1.0  # only the top k of each side
     assert recall_at([], [], 10) == 1.0
-
-
-def test_percentile_is_the_nearest_rank() -> None:
-    values = [float(v) for v in range(1, 101)]
-    assert percentile(values, 0.5) == 50.0
-    assert percentile(values, 0.99) == 99.0
-    assert percentile([3.0], 0.99) == 3.0
-    assert percentile([], 0.5) == 0.0
 
 
 def _row(efc: int, ef: int, k: int, recall: float, p50: float) -> Row:
