@@ -288,55 +288,23 @@ def bench(ctx: click.Context, only: tuple[str, ...], as_json: bool, out: Path | 
         run_suite(ctx.obj, only, as_json, out)
 
 
-def _register_bench_bulk() -> None:
+def _register_bench_commands() -> None:
+    """The benchmark commands, one module of ``ops.bench`` each (``freshet bench`` alone runs the suites)."""
     from ops.bench.bulk import bulk_command
-
-    bench.add_command(bulk_command, "bulk")
-
-
-def _register_bench_freshness() -> None:
     from ops.bench.freshness import freshness_command
-
-    bench.add_command(freshness_command, "freshness")
-
-
-def _register_bench_fusion() -> None:
     from ops.bench.fusion import fusion_command
-
-    bench.add_command(fusion_command, "fusion")
-
-
-def _register_bench_hnsw() -> None:
     from ops.bench.hnsw import hnsw_command
-
-    bench.add_command(hnsw_command, "hnsw")
-
-
-def _register_bench_query() -> None:
     from ops.bench.query import query_command
-
-    bench.add_command(query_command, "query")
-
-
-def _register_bench_scale() -> None:
     from ops.bench.scale import scale_command
-
-    bench.add_command(scale_command, "scale")
-
-
-def _register_bench_throughput() -> None:
     from ops.bench.throughput import throughput_command
 
-    bench.add_command(throughput_command, "throughput")
+    for name, command in (("bulk", bulk_command), ("freshness", freshness_command), ("fusion", fusion_command),
+                          ("hnsw", hnsw_command), ("query", query_command), ("scale", scale_command),
+                          ("throughput", throughput_command)):
+        bench.add_command(command, name)
 
 
-_register_bench_bulk()
-_register_bench_freshness()
-_register_bench_fusion()
-_register_bench_hnsw()
-_register_bench_query()
-_register_bench_scale()
-_register_bench_throughput()
+_register_bench_commands()
 
 
 @bench.command("edits")
