@@ -57,7 +57,6 @@ E = TypeVar("E", bound=StoreError | StoreUnavailableError)
 
 #: The one named vector of the collection.
 VECTOR_NAME = "default"
-
 _PROPERTIES = [
     wvc.config.Property(name="doc_id", data_type=wvc.config.DataType.TEXT,
                         tokenization=wvc.config.Tokenization.FIELD, index_searchable=False),
