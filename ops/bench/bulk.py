@@ -28,14 +28,13 @@ from freshet.errors import FreshetError
 from freshet.publishing import publish_events
 from freshet.settings import Settings
 from ops import procs
-from ops.bench import exact
+from ops.bench import SHARED_DATASETS, exact
 from ops.bench.evaluation import stored_chunks
 from ops.stack import Stack, drop_pipeline, isolated
 from workers.beir import change_event, read_corpus
 from workers.embedding import SentenceTransformerEmbedder
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
-DEFAULT_CORPUS = SHARED / "dbpedia-5k"
+DEFAULT_CORPUS = SHARED_DATASETS / "dbpedia-5k"
 """5,000 DBpedia abstracts: 5,018 chunks."""
 
 

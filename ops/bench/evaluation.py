@@ -101,9 +101,7 @@ def _exact(base: Settings, data: Dataset, events: Sequence[ChangeEvent]) -> tupl
     """The exact dense ranking's figures, and the reference BM25's over the same chunks."""
     embedder = SentenceTransformerEmbedder(base.model, device=base.model_device, batch_size=base.embed_batch_size,
                                            backend=base.model_backend)
-    cache = exact.cache_path(base.home / "eval", embedder.model_id, data.path / "corpus.jsonl")
-    chunks = exact.chunk_corpus(events, embedder, min_chars=base.chunk_min_chars, context=base.chunk_context)
-    index = exact.build_index(events, embedder, min_chars=base.chunk_min_chars, cache=cache, chunks=chunks)
+    chunks, index = exact.index_corpus(base, data.path, events, embedder)
     started = time.perf_counter()
     hits = exact.exact_hits(index, embedder, data.queries, DEPTH)
     dense = {**_figures(data, hits)[0], "queries": len(data.queries), "docs": len(events),

@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm
 
+from freshet.settings import Settings
 from schemas.change import ChangeEvent
 from workers.chunking import NO_CONTEXT, Chunk, Context, chunk_document
 from workers.embedding import Embedder
@@ -75,6 +76,16 @@ def build_index(events: Sequence[ChangeEvent], embedder: Embedder, *, min_chars:
     matrix = unit(np.stack([vectors[c.content_hash] for _, c in chunks])) if chunks else np.zeros((0, dim), np.float32)
     cached = sum(1 for _, c in chunks if c.content_hash in known)
     return ExactIndex([doc for doc, _ in chunks], matrix, cached, time.perf_counter() - started)
+
+
+def index_corpus(settings: Settings, corpus: Path, events: Sequence[ChangeEvent],
+                 embedder: Embedder) -> tuple[list[tuple[str, Chunk]], ExactIndex]:
+    """The chunks of ``events`` (the documents of the BEIR directory ``corpus``), cut with the
+    settings' context, and their index, with vectors cached under the settings' home as
+    ``freshet eval`` caches them."""
+    chunks = chunk_corpus(events, embedder, min_chars=settings.chunk_min_chars, context=settings.chunk_context)
+    cache = cache_path(settings.home / "eval", embedder.model_id, corpus / "corpus.jsonl")
+    return chunks, build_index(events, embedder, min_chars=settings.chunk_min_chars, cache=cache, chunks=chunks)
 
 
 def top_chunks(queries: Matrix, vectors: Matrix, depth: int) -> list[list[tuple[int, float]]]:

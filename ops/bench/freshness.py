@@ -28,7 +28,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,14 +39,14 @@ from freshet.client import AppliedWatcher, DocumentPublisher, SearchClient
 from freshet.errors import FreshetError
 from freshet.publishing import publish_events
 from freshet.settings import Settings
+from ops.bench import SHARED_DATASETS
 from ops.bench import langchain_baseline as lc
 from ops.bench.load import percentile
 from ops.stack import Stack, drop_pipeline, isolated
 from schemas.change import ChangeEvent
 from schemas.search import SearchReply
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
-DEFAULT_HISTORY = SHARED / "fastapi-docs-edits.jsonl"
+DEFAULT_HISTORY = SHARED_DATASETS / "fastapi-docs-edits.jsonl"
 RATES = (2.0, 5.0, 10.0, 20.0)
 
 
@@ -54,7 +54,6 @@ RATES = (2.0, 5.0, 10.0, 20.0)
 class Step:
     rate_per_s: float
     events: int
-    latencies: list[float] = field(default_factory=list, repr=False)
     missing: int = 0
     p50_s: float = float("nan")
     p95_s: float = float("nan")
@@ -69,7 +68,7 @@ def summarize(step: Step, latencies: Sequence[float | None], keep_up: float) -> 
     """Percentiles of the found edits (``latencies`` in publish order, None: not found) and whether
     the rate is sustained."""
     got = [x for x in latencies if x is not None]
-    out = replace(step, latencies=list(got), missing=len(latencies) - len(got))
+    out = replace(step, missing=len(latencies) - len(got))
     if got:
         out.p50_s, out.p95_s = round(percentile(got, 50), 3), round(percentile(got, 95), 3)
         out.p99_s, out.max_s = round(percentile(got, 99), 3), round(max(got), 3)
@@ -90,9 +89,9 @@ class Prober:
                                     reply_topic=settings.topic_replies, timeout=deadline)
         self._lock = threading.Lock()
         self._waiting: dict[int, tuple[ChangeEvent, float]] = {}
+        """Edit number -> (event, event time) not yet acknowledged."""
         self._published: dict[str, dict[int, str]] = {}
         """doc key -> version -> op of every edit published."""
-        """Edit number -> (event, event time) not yet acknowledged."""
         self._asked = 0
         self.found: dict[int, float] = {}
         """Edit number -> seconds from its event time to the reply that found it."""
@@ -219,7 +218,7 @@ def run(base: Settings, history: Path, *, rates: Sequence[float] = RATES, second
     sustained = [s.rate_per_s for s in steps if s.sustained]
     load = os.getloadavg()
     return {"history": history.name, "linger_s": base.index_linger_seconds,
-            "steps": [{k: v for k, v in asdict(s).items() if k != "latencies"} for s in steps],
+            "steps": [asdict(s) for s in steps],
             "max_sustainable_rate_per_s": max(sustained, default=0.0), "not_found": failures[:20],
             "load_average": [round(x, 2) for x in load]}
 

@@ -36,11 +36,11 @@ import numpy.typing as npt
 
 from freshet.settings import Settings
 from ops.bench import exact
-from workers.analysis import keyword_text, tokens
+from ops.bench.keyword_reference import bm25_index
+from workers.analysis import tokens
 from workers.beir import Qrels, change_event, load_dataset
 from workers.embedding import SentenceTransformerEmbedder
 from workers.fusion import Candidate, fuse, normalized
-from workers.indexing import title_of
 from workers.relevance import bootstrap_interval, paired_interval, per_query, rank_documents
 
 FAMILIES = ("relative_score", "ranked", "distribution", "relative_filled", "vector_rerank")
@@ -66,23 +66,13 @@ class Prepared:
 
 def prepare(base: Settings, path: Path, embedder: SentenceTransformerEmbedder) -> Prepared:
     """Chunk and embed (vectors cached as ``freshet eval`` caches them) and score both sides."""
-    import bm25s
-
     data = load_dataset(path)
     events = [change_event(p) for p in data.corpus]
-    chunks = exact.chunk_corpus(events, embedder, min_chars=base.chunk_min_chars, context=base.chunk_context)
-    cache = exact.cache_path(base.home / "eval", embedder.model_id, path / "corpus.jsonl")
-    index = exact.build_index(events, embedder, min_chars=base.chunk_min_chars, cache=cache, chunks=chunks)
+    chunks, index = exact.index_corpus(base, path, events, embedder)
     qids = list(data.queries)
     queries = np.asarray(embedder.embed([data.queries[q] for q in qids]), dtype=np.float32).reshape(len(qids), -1)
     dense = (exact.unit(queries) @ index.vectors.T).astype(np.float32)
-    by_doc: dict[str, list[Any]] = {}
-    for doc, chunk in chunks:
-        by_doc.setdefault(doc, []).append(chunk)
-    titles = {ev.doc_id: title_of(ev, by_doc.get(ev.doc_id, [])) for ev in events}
-    retriever = bm25s.BM25(k1=base.bm25_k1, b=base.bm25_b, method="lucene")
-    retriever.index([keyword_text(titles.get(doc), chunk.text).split() for doc, chunk in chunks],
-                    show_progress=False)
+    retriever = bm25_index(chunks, events, k1=base.bm25_k1, b=base.bm25_b)
     bm25 = np.stack([np.asarray(retriever.get_scores(tokens(data.queries[q]) or [""]), dtype=np.float32)
                      for q in qids]) if qids else np.zeros((0, len(chunks)), np.float32)
     return Prepared(path.name, qids, index.doc_ids, dense, bm25, data.qrels)

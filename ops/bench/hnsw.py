@@ -31,13 +31,12 @@ import numpy as np
 from tqdm import tqdm
 
 from freshet.settings import Settings
-from ops.bench import exact
+from ops.bench import SHARED_DATASETS, exact
 from ops.bench.load import percentile
 from workers.beir import change_event, load_dataset
 from workers.embedding import SentenceTransformerEmbedder
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
-DEFAULT_DATASETS = (SHARED / "msmarco-5k", SHARED / "dbpedia-5k")
+DEFAULT_DATASETS = (SHARED_DATASETS / "msmarco-5k", SHARED_DATASETS / "dbpedia-5k")
 BUILDS = ((64, 16), (128, 32), (256, 64))
 """``(efConstruction, maxConnections)``; Weaviate's default is (128, 32)."""
 EFS = (16, 32, 48, 64, 100, 128, 256, -1)
@@ -138,10 +137,7 @@ def run(base: Settings, datasets: Sequence[Path], *, builds: Sequence[tuple[int,
     for path in datasets:
         data = load_dataset(path)
         events = [change_event(p) for p in data.corpus]
-        chunks = exact.chunk_corpus(events, embedder, min_chars=base.chunk_min_chars, context=base.chunk_context)
-        cache = exact.cache_path(base.home / "eval", embedder.model_id, path / "corpus.jsonl")
-        matrices.append(exact.build_index(events, embedder, min_chars=base.chunk_min_chars, cache=cache,
-                                          chunks=chunks).vectors)
+        matrices.append(exact.index_corpus(base, path, events, embedder)[1].vectors)
         queries.append(exact.unit(np.asarray(embedder.embed(list(data.queries.values())), dtype=np.float32)))
     vectors, qvecs = np.concatenate(matrices), np.concatenate(queries)
     truth = {k: [[i for i, _ in hits] for hits in exact.top_chunks(qvecs, vectors, k)] for k in limits}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from schemas.change import ChangeEvent
 from workers.analysis import keyword_text, tokens
@@ -19,22 +20,28 @@ from workers.chunking import Chunk
 from workers.indexing import title_of
 
 
-def bm25_hits(chunks: Sequence[tuple[str, Chunk]], events: Sequence[ChangeEvent], queries: Mapping[str, str], *,
-              depth: int, k1: float, b: float) -> tuple[dict[str, list[tuple[str, float]]], float]:
-    """Query id -> ``(doc_id, score)`` of its ``depth`` best-scoring chunks (score above 0), best
-    first; and the seconds taken."""
+def bm25_index(chunks: Sequence[tuple[str, Chunk]], events: Sequence[ChangeEvent], *, k1: float, b: float) -> Any:
+    """A bm25s index of ``chunks``, one row per chunk in order, over the words the indexer writes
+    to the keyword property (the document's title and the chunk's text, analyzed)."""
     import bm25s
 
-    started = time.perf_counter()
     by_doc: dict[str, list[Chunk]] = {}
     for doc, chunk in chunks:
         by_doc.setdefault(doc, []).append(chunk)
     titles = {ev.doc_id: title_of(ev, by_doc.get(ev.doc_id, [])) for ev in events}
-    corpus = [keyword_text(titles.get(doc), chunk.text).split() for doc, chunk in chunks]
     retriever = bm25s.BM25(k1=k1, b=b, method="lucene")
-    retriever.index(corpus, show_progress=False)
+    retriever.index([keyword_text(titles.get(doc), chunk.text).split() for doc, chunk in chunks], show_progress=False)
+    return retriever
+
+
+def bm25_hits(chunks: Sequence[tuple[str, Chunk]], events: Sequence[ChangeEvent], queries: Mapping[str, str], *,
+              depth: int, k1: float, b: float) -> tuple[dict[str, list[tuple[str, float]]], float]:
+    """Query id -> ``(doc_id, score)`` of its ``depth`` best-scoring chunks (score above 0), best
+    first; and the seconds taken."""
+    started = time.perf_counter()
+    retriever = bm25_index(chunks, events, k1=k1, b=b)
     qids = list(queries)
-    found, scores = retriever.retrieve([tokens(queries[q]) or [""] for q in qids], k=min(depth, len(corpus)),
+    found, scores = retriever.retrieve([tokens(queries[q]) or [""] for q in qids], k=min(depth, len(chunks)),
                                        show_progress=False)
     out = {qid: [(chunks[int(i)][0], float(s)) for i, s in zip(found[row], scores[row], strict=True) if s > 0]
            for row, qid in enumerate(qids)}

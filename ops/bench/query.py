@@ -39,6 +39,7 @@ import click
 
 from freshet.errors import FreshetError
 from freshet.settings import Settings
+from ops.bench import SHARED_DATASETS
 from ops.bench.load import REPLY_TIMEOUT, Outcome, T, closed_loop, open_loop, summarize
 from schemas.search import DEFAULT_ALPHA
 
@@ -47,8 +48,7 @@ if TYPE_CHECKING:
     from schemas.change import ChangeEvent
     from schemas.search import SearchReply
 
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_DATASET = REPO.parent / "shared" / "datasets" / "msmarco-5k"
+DEFAULT_DATASET = SHARED_DATASETS / "msmarco-5k"
 
 
 @dataclass(frozen=True, slots=True)
