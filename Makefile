@@ -31,6 +31,7 @@ $(UV):
 
 $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen --all-extras --python python3.11
+	$(VENV)/bin/freshet model export  # the onnx backends' exports, made here from the bundled weights (cached)
 	@touch $@
 
 install: $(VENV)/.synced

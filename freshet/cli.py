@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from freshet.errors import FreshetError, StackError
+from freshet.errors import ConfigError, FreshetError, StackError
 from freshet.log import configure_logging
 from freshet.settings import Settings
 
@@ -356,6 +356,30 @@ def eval_(settings: Settings, directory: Path, modes: tuple[str, ...], alpha: fl
                           as_json=as_json, keep=keep, do_sweep=do_sweep))
     except FreshetError as exc:
         _fail(exc)
+
+
+@main.group()
+def model() -> None:
+    """The embedding model: its ONNX exports."""
+
+
+@model.command("export")
+@click.option("--variant", "variants", type=click.Choice(["fp32", "int8"]), multiple=True,
+              help="Which export (default: both).")
+@click.pass_obj
+def model_export(settings: Settings, variants: tuple[str, ...]) -> None:
+    """Export the model for the onnx and onnx-int8 backends into the cache directory (what their
+    first use does; `make install` runs it). Nothing is downloaded; an existing export is kept."""
+    from workers.bert import plain_bert
+    from workers.embedding import default_model_path
+    from workers.onnx_backend import ensure_exported
+
+    path = Path(settings.model) if settings.model else default_model_path()
+    why = plain_bert(path) if path.is_dir() else "not a local model directory"
+    if why is not None:
+        _fail(ConfigError(f"the onnx backends cannot run {settings.model or path}: {why}"))
+    for variant in variants or ("fp32", "int8"):
+        click.echo(f"{variant}: {ensure_exported(path, settings.cache_dir, variant)}")  # type: ignore[arg-type]
 
 
 @main.command()

@@ -104,11 +104,14 @@ class Settings(BaseSettings):
         "", description="sentence-transformers model name or path; empty = bundled all-MiniLM-L6-v2."
     )
     model_device: str = Field("cpu", description="Torch device for the embedding model.")
-    model_backend: Literal["auto", "bert", "sentence-transformers"] = Field(
+    model_backend: Literal["auto", "bert", "sentence-transformers", "onnx", "onnx-int8"] = Field(
         "auto", description="How the model runs: 'bert' (a BERT model with mean pooling, such as the default, in "
                             "plain torch: the same vectors, and a worker starts about 10 s sooner without importing "
                             "sentence-transformers), 'sentence-transformers' (any model), 'auto' ('bert' when the "
-                            "model is a local directory of that shape).")
+                            "model is a local directory of that shape); 'onnx' and 'onnx-int8' run such a model on "
+                            "ONNX Runtime, exported locally into the cache directory on first use (the 'onnx' "
+                            "extra), 'onnx-int8' with int8 weights: faster, and slightly different vectors "
+                            "(docs/benchmarks.md has both measured against 'bert').")
     embed_batch_size: int = Field(32, ge=1, description="Texts per model forward pass.")
 
     # --- Keyword search and fusion -------------------------------------------------------------
@@ -218,7 +221,8 @@ class Settings(BaseSettings):
     home: Path = Field(Path(".freshet"), description="Data, logs and pid files of the local stack.")
     cache_dir: Path = Field(
         Path.home() / ".cache" / "freshet",
-        description="Kafka jars and the Weaviate binary, kept across clones, keyed by version.",
+        description="Kafka jars, the Weaviate binary and ONNX exports of the model, kept across clones, keyed "
+                    "by version.",
     )
     start_timeout_seconds: float = Field(120.0, gt=0, description="Wait for each service to be ready.")
     log_level: str = Field("INFO", description="Log level of every process.")

@@ -77,8 +77,7 @@ def read_objects(settings: Settings, *, vectors: bool) -> tuple[list[StoredObjec
 
 def run_verify(settings: Settings, *, vectors: bool = False, tolerance: float = 1e-4) -> list[str]:
     """Every difference found (an empty list means the index is exactly a fresh load)."""
-    embedder = SentenceTransformerEmbedder(settings.model, device=settings.model_device,
-                                           batch_size=settings.embed_batch_size, backend=settings.model_backend)
+    embedder = SentenceTransformerEmbedder.for_settings(settings)
 
     chunked: dict[tuple[int, int], list[Chunk]] = {}
 

@@ -33,8 +33,7 @@ log = structlog.get_logger(__name__)
 def build(settings: Settings, role: Role) -> faust.App:
     """The Faust app of ``role`` with its agents, adapters and web pages."""
     app, topics = create_app(settings, role)
-    embedder = SentenceTransformerEmbedder(settings.model, device=settings.model_device,
-                                           batch_size=settings.embed_batch_size, backend=settings.model_backend)
+    embedder = SentenceTransformerEmbedder.for_settings(settings)
     store = WeaviateChunkStore(host=settings.weaviate_host, http_port=settings.weaviate_http_port,
                                grpc_port=settings.weaviate_grpc_port, collection=settings.collection,
                                metadata_fields=settings.metadata_schema,

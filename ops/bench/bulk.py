@@ -99,8 +99,7 @@ def pipeline(base: Settings, events: list[Any], home: Path) -> tuple[int, float,
 
 def encode(base: Settings, events: list[Any]) -> tuple[int, float, str]:
     """Chunk texts encoded by the model in this process: their count, the seconds, the backend."""
-    embedder = SentenceTransformerEmbedder(base.model, device=base.model_device, batch_size=base.embed_batch_size,
-                                           backend=base.model_backend)
+    embedder = SentenceTransformerEmbedder.for_settings(base)
     chunks = exact.chunk_corpus(events, embedder, min_chars=base.chunk_min_chars, context=base.chunk_context)
     texts = list({c.content_hash: c.embed_text for _, c in chunks}.values())  # the indexer embeds a text once
     embedder.embed(texts[: base.embed_batch_size * 2])  # warm-up

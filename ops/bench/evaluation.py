@@ -99,8 +99,7 @@ def _rankings(hits: Hits) -> dict[str, list[str]]:
 
 def _exact(base: Settings, data: Dataset, events: Sequence[ChangeEvent]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The exact dense ranking's figures, and the reference BM25's over the same chunks."""
-    embedder = SentenceTransformerEmbedder(base.model, device=base.model_device, batch_size=base.embed_batch_size,
-                                           backend=base.model_backend)
+    embedder = SentenceTransformerEmbedder.for_settings(base)
     chunks, index = exact.index_corpus(base, data.path, events, embedder)
     started = time.perf_counter()
     hits = exact.exact_hits(index, embedder, data.queries, DEPTH)

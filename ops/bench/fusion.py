@@ -203,8 +203,7 @@ def fusion_command(settings: Settings | None, directories: tuple[Path, ...], can
                    as_json: bool) -> None:
     """Every fusion of the exact dense ranking and the reference BM25 over an alpha grid (offline)."""
     base = settings or Settings()
-    embedder = SentenceTransformerEmbedder(base.model, device=base.model_device, batch_size=base.embed_batch_size,
-                                           backend=base.model_backend)
+    embedder = SentenceTransformerEmbedder.for_settings(base)
     sets = [prepare(base, d, embedder) for d in directories]
     result = study(sets, candidates=candidates or base.hybrid_candidates)
     if as_json:

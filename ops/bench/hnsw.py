@@ -131,8 +131,7 @@ def run(base: Settings, datasets: Sequence[Path], *, builds: Sequence[tuple[int,
     from ops.stack import Stack
     from workers.weaviate_store import sync_client
 
-    embedder = SentenceTransformerEmbedder(base.model, device=base.model_device, batch_size=base.embed_batch_size,
-                                           backend=base.model_backend)
+    embedder = SentenceTransformerEmbedder.for_settings(base)
     matrices, queries = [], []
     for path in datasets:
         data = load_dataset(path)

@@ -83,9 +83,7 @@ class DirectSearcher:
         from workers.embedding import SentenceTransformerEmbedder
         from workers.weaviate_store import sync_client
 
-        self._embedder = SentenceTransformerEmbedder(settings.model, device=settings.model_device,
-                                                     batch_size=settings.embed_batch_size,
-                                                     backend=settings.model_backend)
+        self._embedder = SentenceTransformerEmbedder.for_settings(settings)
         self._client = sync_client(settings.weaviate_host, settings.weaviate_http_port, settings.weaviate_grpc_port)
         self._collection = self._client.collections.use(settings.collection)
         self._model_lock = threading.Lock()
