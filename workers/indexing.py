@@ -155,7 +155,7 @@ class Indexer:
             self.stats.chunks_embedded += len(texts)
             metrics.CHUNKS_EMBEDDED.inc(len(texts))
             self.stats.chars_embedded += sum(map(len, texts))
-            self.stats.tokens_embedded += sum(self._embedder.count_tokens(t) for t in texts)
+            self.stats.tokens_embedded += await off_loop(_tokens, self._embedder, texts)  # never on the event loop
         return out
 
     async def _write(self, plans: Sequence[tuple[str, Sourced, list[Chunk], Plan]], vectors: Mapping[str, Vector],
@@ -217,6 +217,10 @@ class Indexer:
         metrics.STALE_SKIPPED.inc(stale)
         metrics.EVENTS_APPLIED.inc(len(batch) - stale)
         metrics.CHUNKS_REUSED.inc(reused)
+
+
+def _tokens(embedder: Embedder, texts: Sequence[str]) -> int:
+    return sum(embedder.count_tokens(t) for t in texts)
 
 
 def _record(cid: str, c: Chunk, se: Sourced, title: str | None, vector: Sequence[float],
