@@ -38,12 +38,12 @@ class Position:
     offset: int
 
 
-def _producer(bootstrap: str) -> KafkaProducer:
+def _producer(bootstrap: str, *, linger_ms: int) -> KafkaProducer:
     try:
         # acks=all with idempotence: a retried send is never written twice, and with the cluster's
         # min.insync.replicas=2 an acknowledged record is on two brokers.
         return KafkaProducer(bootstrap_servers=bootstrap.split(","), acks="all", enable_idempotence=True,
-                             linger_ms=5, max_request_size=8 * 1024 * 1024, client_id="freshet-client")
+                             linger_ms=linger_ms, max_request_size=8 * 1024 * 1024, client_id="freshet-client")
     except (KafkaError, OSError) as exc:
         raise TransientError(f"Kafka at {bootstrap} is not reachable: {exc}") from exc
 
@@ -130,7 +130,7 @@ class DocumentPublisher:
 
     def __init__(self, bootstrap: str, topic: str, *, session: Session | None = None) -> None:
         self._topic = topic
-        self._producer = _producer(bootstrap)
+        self._producer = _producer(bootstrap, linger_ms=5)  # a bulk publish fills batches
         self._session = session
 
     def publish(self, event: ChangeEvent) -> Future[Position]:
@@ -209,7 +209,7 @@ class SearchClient:
         self._timeout = timeout
         self._pending: dict[str, tuple[Future[SearchReply], float]] = {}
         self._lock = threading.Lock()
-        self._producer = _producer(bootstrap)
+        self._producer = _producer(bootstrap, linger_ms=0)  # a request goes out at once, never waits for company
         self._tail = _Tail(_tail_consumer(bootstrap, reply_topic), self._on_reply, self._expire)
         self._tail.start()
 
