@@ -12,13 +12,13 @@ RUN pip install --no-cache-dir uv==0.13.9
 
 WORKDIR /app
 COPY pyproject.toml uv.lock README.md ./
-RUN uv sync --frozen --no-dev --no-install-project
+RUN uv sync --frozen --no-dev --extra onnx --no-install-project
 COPY freshet ./freshet
 COPY schemas ./schemas
 COPY streams ./streams
 COPY workers ./workers
 COPY ops ./ops
-RUN uv sync --frozen --no-dev
+RUN uv sync --frozen --no-dev --extra onnx
 
 # State of the Faust app (tables, offsets cache) lives here.
 ENV FRESHET_HOME=/var/lib/freshet FRESHET_WEB_BIND=0.0.0.0
