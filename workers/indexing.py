@@ -2,16 +2,14 @@
 
 :class:`Indexer` groups a batch by document, folds each document's events into the one to apply
 (:func:`~workers.planning.winning_event`), plans the writes against the stored state
-(:func:`~workers.planning.plan_change`), embeds the new chunks of the whole batch (off the event
-loop, through the embedding cache, longest first in groups, each group written while the model
-embeds the next), and writes to the store. It returns the new states
+(:func:`~workers.planning.plan_change`), embeds the new chunks of the whole batch in one go (off
+the event loop, through the embedding cache), and writes to the store. It returns the new states
 and applied records; the caller persists the states only after this returns, i.e. after the store
 acknowledged every write.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -31,10 +29,6 @@ from workers.stats import IndexerStats
 from workers.store import ChunkRecord, ChunkStore
 
 log = structlog.get_logger(__name__)
-
-
-#: Texts per model call within a batch: while one group is embedded, the one before is written.
-EMBED_GROUP = 128
 
 
 @dataclass(frozen=True)
@@ -68,10 +62,8 @@ class Indexer:
     """Applies micro-batches of change events to a :class:`ChunkStore`."""
 
     def __init__(self, embedder: Embedder, store: ChunkStore, cache: EmbeddingCache, stats: IndexerStats,
-                 *, min_chars: int = 100, max_chunks: int = 5_000, context: Context = NO_CONTEXT,
-                 embed_group: int = EMBED_GROUP) -> None:
+                 *, min_chars: int = 100, max_chunks: int = 5_000, context: Context = NO_CONTEXT) -> None:
         self._min_chars = min_chars
-        self._embed_group = embed_group
         self._context = context
         self._max_chunks = max_chunks
         self._embedder = embedder
@@ -103,8 +95,9 @@ class Indexer:
         """
         started = time.perf_counter()
         plans, unchanged, stale = await off_loop(self._plan, batch, states)
+        vectors = await self._vectors([c for *_, p in plans for _, c in p.embed])
         now = datetime.now(UTC)
-        await self._embed_and_write(plans, now)
+        await self._write(plans, vectors, now)
         applied = [self._applied(key, se, p, now) for key, se, _, p in plans] + unchanged
         for a in applied[:len(plans)]:
             if a.record.event_time is not None:
@@ -138,56 +131,48 @@ class Indexer:
                 unchanged.append(self._applied(key, events[-1], Plan("noop", prev), datetime.now(UTC), changed=False))
         return plans, unchanged, stale
 
-    async def _embed_and_write(self, plans: Sequence[tuple[str, Sourced, list[Chunk], Plan]], now: datetime) -> None:
-        """Write every planned chunk, embedding the new ones (each distinct text once, from the cache
-        where it can) longest first in groups of ``embed_group``: while the model embeds a group, the
-        chunks of the one before are written (one write in flight), so neither the model nor the store
-        waits for the other. Returns once every write is acknowledged; raises, with no write left
-        running, if any fails."""
+    async def _vectors(self, chunks: Sequence[Chunk]) -> dict[str, Vector]:
+        """Vectors by content hash: from the cache, else from the model in one batch."""
         model = self._embedder.model_id
-        vectors: dict[str, Vector] = {}
+        out: dict[str, Vector] = {}
         todo: dict[str, str] = {}
-        waiting: dict[str, list[tuple[str, Chunk, Sourced, str | None]]] = defaultdict(list)
+        for c in chunks:
+            h = c.content_hash
+            if h in out or h in todo:
+                continue
+            cached = self._cache.get(model, h)
+            if cached is not None:
+                out[h] = cached
+                self.stats.chunks_reused += 1
+                metrics.CHUNKS_REUSED.inc()
+            else:
+                todo[h] = c.embed_text
+        if todo:
+            texts = list(todo.values())
+            for h, vec in zip(todo, await embed_off_loop(self._embedder, texts), strict=True):
+                out[h] = vec
+                self._cache.put(model, h, vec)
+            self.stats.chunks_embedded += len(texts)
+            metrics.CHUNKS_EMBEDDED.inc(len(texts))
+            self.stats.chars_embedded += sum(map(len, texts))
+            self.stats.tokens_embedded += await off_loop(_tokens, self._embedder, texts)  # never on the event loop
+        return out
+
+    async def _write(self, plans: Sequence[tuple[str, Sourced, list[Chunk], Plan]], vectors: Mapping[str, Vector],
+                     now: datetime) -> None:
+        inserts: list[ChunkRecord] = []
         updates: list[ChunkRecord] = []
         for _, se, chunks, p in plans:
             title = title_of(se.event, chunks)
+            inserts += [_record(cid, c, se, title, vectors[c.content_hash], now) for cid, c in p.embed]
             updates += [_record(cid, c, se, title, (), now) for cid, c in p.update]
-            for cid, c in p.embed:
-                h = c.content_hash
-                waiting[h].append((cid, c, se, title))
-                if h in vectors or h in todo:
-                    continue
-                cached = self._cache.get(model, h)
-                if cached is not None:
-                    vectors[h] = cached
-                    self.stats.chunks_reused += 1
-                    metrics.CHUNKS_REUSED.inc()
-                else:
-                    todo[h] = c.embed_text
-
-        def records(hashes: Sequence[str]) -> list[ChunkRecord]:
-            return [_record(cid, c, se, title, vectors[h], now) for h in hashes for cid, c, se, title in waiting[h]]
-
-        writer = _OneWriteInFlight(self._store)
-        try:
-            writer.submit(records(list(vectors)), updates)
-            longest_first = sorted(todo.items(), key=lambda item: -len(item[1]))
-            for start in range(0, len(longest_first), self._embed_group):
-                group = longest_first[start:start + self._embed_group]
-                texts = [t for _, t in group]
-                for (h, _), vec in zip(group, await embed_off_loop(self._embedder, texts), strict=True):
-                    vectors[h] = vec
-                    self._cache.put(model, h, vec)
-                self.stats.chunks_embedded += len(texts)
-                metrics.CHUNKS_EMBEDDED.inc(len(texts))
-                self.stats.chars_embedded += sum(map(len, texts))
-                self.stats.tokens_embedded += await off_loop(_tokens, self._embedder, texts)  # never on the loop
-                await writer.wait()  # the group before is written, or its failure raises here
-                writer.submit(records([h for h, _ in group]), [])
-            await writer.wait()
-        finally:
-            await writer.abandon()  # only does anything when a failure left a write running
-        self.stats.chunks_written += sum(len(w) for w in waiting.values())
+        if inserts:
+            with metrics.STORE_WRITE_SECONDS.labels("upsert").time():
+                await self._store.upsert(inserts)
+        if updates:
+            with metrics.STORE_WRITE_SECONDS.labels("update").time():
+                await self._store.update_properties(updates)
+        self.stats.chunks_written += len(inserts)
         self.stats.chunks_updated += len(updates)
 
     async def finish(self, done: Sequence[tuple[str, DocState]]) -> list[tuple[str, DocState]]:
@@ -232,42 +217,6 @@ class Indexer:
         metrics.STALE_SKIPPED.inc(stale)
         metrics.EVENTS_APPLIED.inc(len(batch) - stale)
         metrics.CHUNKS_REUSED.inc(reused)
-
-
-class _OneWriteInFlight:
-    """Writes to a store in the background, one call at a time: :meth:`submit` starts a write (the
-    previous one must have been waited for), :meth:`wait` awaits it and raises its failure."""
-
-    def __init__(self, store: ChunkStore) -> None:
-        self._store = store
-        self._task: asyncio.Task[None] | None = None
-
-    def submit(self, inserts: list[ChunkRecord], updates: list[ChunkRecord]) -> None:
-        assert self._task is None, "a write is still in flight"
-        if inserts or updates:
-            self._task = asyncio.ensure_future(self._write(inserts, updates))
-
-    async def _write(self, inserts: list[ChunkRecord], updates: list[ChunkRecord]) -> None:
-        if inserts:
-            with metrics.STORE_WRITE_SECONDS.labels("upsert").time():
-                await self._store.upsert(inserts)
-        if updates:
-            with metrics.STORE_WRITE_SECONDS.labels("update").time():
-                await self._store.update_properties(updates)
-
-    async def wait(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            await task
-
-    async def abandon(self) -> None:
-        """Cancel a write still running (after a failure elsewhere) and wait until it has stopped."""
-        task, self._task = self._task, None
-        if task is not None and not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-        elif task is not None and not task.cancelled():
-            task.exception()  # retrieved: the failure that matters is being raised already
 
 
 def _tokens(embedder: Embedder, texts: Sequence[str]) -> int:

@@ -1,12 +1,8 @@
-from __future__ import annotations
-
 import asyncio
-import time
-from collections.abc import Sequence
 
 import pytest
 
-from freshet.errors import InvalidEventError, StoreUnavailableError
+from freshet.errors import InvalidEventError
 from schemas.change import ChangeEvent
 from tests.unit.fakes import DictStore, WordEmbedder
 from workers.chunking import Context
@@ -15,7 +11,6 @@ from workers.ids import chunk_id
 from workers.indexing import Indexer
 from workers.planning import DocState, Sourced
 from workers.stats import IndexerStats
-from workers.store import ChunkRecord
 
 PARAS = [f"Paragraph {i} tells a story. " + "It is long enough to be a chunk of its own, nothing more. " * 4
          for i in range(3)]
@@ -131,89 +126,3 @@ def test_a_title_in_the_embedded_context_re_embeds_the_document_when_it_changes(
     plain.apply(sourced(1, doc_id="d", op="upsert", version=1, content=DOC, title="Stories"))
     plain.apply(sourced(2, doc_id="d", op="upsert", version=2, content=DOC, title="Tales"))
     assert plain.stats.chunks_embedded == 3
-
-
-class _GatedEmbedder(WordEmbedder):
-    """Notes, for each model call, whether the store was writing while it ran (it looks for up to a
-    second, in the model thread)."""
-
-    def __init__(self, store: _SlowStore) -> None:
-        super().__init__()
-        self.store, self.calls, self.overlapped = store, 0, []
-
-    def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        self.calls += 1
-        deadline = time.monotonic() + 1
-        while not self.store.running and time.monotonic() < deadline:
-            time.sleep(0.001)
-        self.overlapped.append(self.store.running > 0)
-        return super().embed(texts)
-
-
-class _SlowStore(DictStore):
-    def __init__(self, fail_on_write: int = 0) -> None:
-        super().__init__()
-        self.writes: list[int] = []
-        self.running = 0
-        self._fail_on = fail_on_write
-
-    async def upsert(self, records: Sequence[ChunkRecord]) -> None:
-        self.writes.append(len(records))
-        self.running += 1
-        try:
-            await asyncio.sleep(0.05)
-            if len(self.writes) == self._fail_on:
-                raise StoreUnavailableError("Weaviate went away")
-            await super().upsert(records)
-        finally:
-            self.running -= 1
-
-
-def _docs(n: int) -> list[Sourced]:
-    return [sourced(i, doc_id=f"d{i}", op="upsert", version=1, content=PARAS[0].replace("0", "x" * (i + 1)))
-            for i in range(n)]
-
-
-def test_the_store_writes_a_group_while_the_model_embeds_the_next_longest_first() -> None:
-    store = _SlowStore()
-    model = _GatedEmbedder(store)
-    indexer = Indexer(model, store, EmbeddingCache(100), IndexerStats(), embed_group=2)
-    applied = asyncio.run(indexer.apply(_docs(6), {}))
-    assert len(applied) == 6 and len(store.objects) == 6 and store.writes == [2, 2, 2]
-    assert model.overlapped == [False, True, True], "the model embedded while nothing was being written"
-    assert [len(t) for t in model.embedded] == sorted((len(t) for t in model.embedded), reverse=True)
-
-
-def test_a_failed_write_fails_the_batch_and_leaves_no_write_running() -> None:
-    store = _SlowStore(fail_on_write=1)
-    indexer = Indexer(_GatedEmbedder(store), store, EmbeddingCache(100), IndexerStats(), embed_group=2)
-
-    async def run() -> None:
-        with pytest.raises(StoreUnavailableError):
-            await indexer.apply(_docs(6), {})
-        assert store.running == 0
-        assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
-
-    asyncio.run(run())
-
-
-def test_a_failed_embedding_cancels_the_write_in_flight() -> None:
-    store = _SlowStore()
-
-    class Failing(_GatedEmbedder):
-        def embed(self, texts: Sequence[str]) -> list[list[float]]:
-            if self.calls == 1:
-                deadline = time.monotonic() + 5
-                while not self.store.running and time.monotonic() < deadline:  # the first group's write
-                    time.sleep(0.001)
-                raise RuntimeError("the model broke")
-            return super().embed(texts)
-
-    indexer = Indexer(Failing(store), store, EmbeddingCache(100), IndexerStats(), embed_group=2)
-
-    async def run() -> None:
-        with pytest.raises(RuntimeError, match="model broke"):
-            await indexer.apply(_docs(6), {})
-        assert store.running == 0, "a write outlived the batch it belonged to"
-
-    asyncio.run(run())
