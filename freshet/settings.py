@@ -141,7 +141,7 @@ class Settings(BaseSettings):
         "maxConnections of the HNSW index, used when the collection is created (fixed afterwards)."))
 
     # --- Indexer -----------------------------------------------------------------------------
-    index_batch_size: int = Field(256, ge=1, description=(
+    index_batch_size: int = Field(64, ge=1, description=(
         "Max change events per micro-batch. Its new chunks are embedded sorted by length, so a backlog drains "
         "faster in larger batches (docs/benchmarks.md: 0.57 of the model's rate at 64, 0.62 at 256); a quiet "
         "stream's batches stay small (FRESHET_INDEX_LINGER_SECONDS)."))

@@ -18,7 +18,7 @@ from freshet.publishing import publish_events
 from freshet.settings import Settings
 from freshet.verify import run_verify
 from ops import procs
-from ops.stack import Stack, drop_pipeline, isolated
+from ops.stack import Stack, isolated
 from schemas.change import ChangeEvent
 from tests.integration.conftest import make_settings
 from tests.integration.helpers import records_now
@@ -36,21 +36,8 @@ def publish(settings: Settings, events: list[ChangeEvent]) -> None:
     publish_events(settings, events, wait=False, timeout=0)
 
 
-@pytest.fixture
-def small_batches(endpoints, tmp_path: Path) -> Iterator[Settings]:  # type: ignore[no-untyped-def]
-    """An indexer of its own taking micro-batches of 8 events: 80 events published at once are many
-    batches, so a kill lands between them whatever the default batch size."""
-    settings = Settings(**{**make_settings(endpoints, tmp_path).model_dump(), "index_batch_size": 8})
-    stack = Stack(settings)
-    stack.up(["indexer"])
-    yield settings
-    stack.down(["indexer"])
-    drop_pipeline(settings)
-
-
-def test_a_killed_indexer_resumes_and_the_index_equals_a_clean_run(small_batches: Settings,
+def test_a_killed_indexer_resumes_and_the_index_equals_a_clean_run(indexer_only: Settings,
                                                                    record_property: Any) -> None:
-    indexer_only = small_batches
     events = docs(40) + docs(40, version=2)
     watcher = AppliedWatcher(indexer_only.bootstrap_servers, indexer_only.topic_applied)
     try:
