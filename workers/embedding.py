@@ -80,7 +80,7 @@ class SentenceTransformerEmbedder:
         self._backend = backend
         self._cache_dir = cache_dir or Path.home() / ".cache" / "freshet"
         self._model: Any = None
-        self._bert: TokenizedEncoder | None = None
+        self._encoder: TokenizedEncoder | None = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -102,17 +102,17 @@ class SentenceTransformerEmbedder:
     def _load(self) -> Any:
         with self._lock:
             if self._model is None:
-                self._model = self._load_bert() or self._load_sentence_transformers()
+                self._model = self._load_plain() or self._load_sentence_transformers()
                 log.info("model_loaded", model=self.model_id, device=self._device, backend=self._backend_name(),
                          dim=self._model.get_embedding_dimension(), max_tokens=self._model.max_seq_length)
             return self._model
 
     def _backend_name(self) -> str:
-        if self._bert is None:
+        if self._encoder is None:
             return "sentence-transformers"
         return self._backend if self._backend.startswith("onnx") else "bert"
 
-    def _load_bert(self) -> TokenizedEncoder | None:
+    def _load_plain(self) -> TokenizedEncoder | None:
         if self._backend == "sentence-transformers":
             return None
         path = Path(self._source)
@@ -130,13 +130,13 @@ class SentenceTransformerEmbedder:
             from workers.onnx_backend import OnnxEncoder
 
             try:
-                self._bert = OnnxEncoder(path, self._cache_dir, "int8" if self._backend == "onnx-int8" else "fp32")
+                self._encoder = OnnxEncoder(path, self._cache_dir, "int8" if self._backend == "onnx-int8" else "fp32")
             except ImportError as exc:
                 raise ConfigError(f"FRESHET_MODEL_BACKEND={self._backend} needs the 'onnx' extra "
                                   f"(pip install 'freshet[onnx]'): {exc}") from exc
         else:
-            self._bert = BertEncoder(path, device=self._device)
-        return self._bert
+            self._encoder = BertEncoder(path, device=self._device)
+        return self._encoder
 
     def _load_sentence_transformers(self) -> Any:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -164,16 +164,16 @@ class SentenceTransformerEmbedder:
 
     def count_tokens(self, text: str) -> int:
         model = self._load()
-        if self._bert is not None:
-            return self._bert.count_tokens(text)
+        if self._encoder is not None:
+            return self._encoder.count_tokens(text)
         return len(model.tokenizer(text, add_special_tokens=True, truncation=False, verbose=False)["input_ids"])
 
     def embed(self, texts: Sequence[str]) -> list[Vector]:
         if not texts:
             return []
         model = self._load()
-        if self._bert is not None:
-            vectors = self._bert.encode(list(texts), batch_size=self._batch_size)
+        if self._encoder is not None:
+            vectors = self._encoder.encode(list(texts), batch_size=self._batch_size)
         else:
             vectors = model.encode(list(texts), batch_size=self._batch_size, normalize_embeddings=True,
                                    convert_to_numpy=True, show_progress_bar=False)
