@@ -126,7 +126,8 @@ class Indexer:
             if winner is not None:
                 chunks = self.chunk(winner.event) if winner.event.op == "upsert" else []
                 plans.append((key, winner, chunks,
-                              plan_change(prev, winner, chunks, floor=highest_version(prev, events))))
+                              plan_change(prev, winner, chunks, floor=highest_version(prev, events),
+                                          superseded=len(events) - skipped > 1)))
             elif prev is not None:  # all stale: acknowledge the state that stands, so waiters wake up
                 unchanged.append(self._applied(key, events[-1], Plan("noop", prev), datetime.now(UTC), changed=False))
         return plans, unchanged, stale

@@ -110,11 +110,15 @@ def highest_version(prev: DocState | None, events: Sequence[Sourced]) -> int:
     return max([prev.version if prev is not None else -1, *seen])
 
 
-def plan_change(prev: DocState | None, se: Sourced, chunks: Sequence[Chunk], *, floor: int = -1) -> Plan:
+def plan_change(prev: DocState | None, se: Sourced, chunks: Sequence[Chunk], *, floor: int = -1,
+                superseded: bool = False) -> Plan:
     """Diff the new version's chunks against the stored state (``chunks`` empty for a delete).
 
     ``floor`` is the highest version seen so far (:func:`highest_version`): the new state's version
-    is never below it.
+    is never below it. ``superseded``: the batch also held a live (not stale) earlier version of the
+    document. A batch that died after writing that version's chunks but before storing its state (a
+    kill -9, a partition moved mid-batch) left chunks no state lists, so the new state sweeps the
+    document by filter, keeping its own chunks.
     """
     ev = se.event
     old_ids = prev.chunk_ids if prev is not None and not prev.deleted else []
@@ -143,7 +147,7 @@ def plan_change(prev: DocState | None, se: Sourced, chunks: Sequence[Chunk], *, 
     state = DocState(version=version, chunk_ids=ids, path_hashes=paths, props_hash=phash,
                      partition=se.partition, offset=se.offset,
                      pending_delete=[c for c in dict.fromkeys([*carried, *delete]) if c not in new],
-                     pending_sweep=first_sight or (prev is not None and prev.pending_sweep))
+                     pending_sweep=first_sight or superseded or (prev is not None and prev.pending_sweep))
     action: Literal["write", "noop"] = "write" if embed or update or delete or prev is None else "noop"
     return Plan(action, state, embed=embed, update=update, delete=delete,
                 kept=len(ids) - len(embed) - len(update))

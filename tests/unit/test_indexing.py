@@ -126,3 +126,16 @@ def test_a_title_in_the_embedded_context_re_embeds_the_document_when_it_changes(
     plain.apply(sourced(1, doc_id="d", op="upsert", version=1, content=DOC, title="Stories"))
     plain.apply(sourced(2, doc_id="d", op="upsert", version=2, content=DOC, title="Tales"))
     assert plain.stats.chunks_embedded == 3
+
+
+def test_a_version_written_by_a_batch_that_died_before_its_state_leaves_no_chunk_behind() -> None:
+    h = Harness()
+    h.apply(sourced(1, doc_id="d", op="upsert", version=1, content=DOC))
+    v2 = sourced(2, doc_id="d", op="upsert", version=2, content=DOC.replace("Paragraph 1", "Paragraph two"))
+    asyncio.run(h.indexer.apply([v2], h.states))  # written, then kill -9: its state is never stored
+    assert len(h.store.objects) == 4
+    v3 = sourced(3, doc_id="d", op="upsert", version=3, content=DOC.replace("Paragraph 1", "Paragraph three"))
+    h.apply(v2, v3)  # the replay reads both: version 3 wins; version 2's chunk is in no state
+    state = h.states["d"]
+    assert state is not None and sorted(h.store.objects) == sorted(state.chunk_ids)
+    assert h.stats.chunks_embedded == 5  # version 2 cost nothing more in the replay
