@@ -89,6 +89,8 @@ def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexe
     lag_labels: set[str] = set()
     due: dict[str, float] = {}  # document key -> monotonic time its old chunks may be deleted
     scanned: set[int] = set()  # partitions whose stored states were scanned for pending deletes
+    fenced: dict[int, int] = {}  # partition -> highest offset of a batch fenced here (acked, not handled)
+    skipped: dict[str, int] = {}  # why the tail checks since the last one that ran were skipped (times)
     grace = settings.delete_grace_seconds
     page = settings.read_back_page_records
 
@@ -107,6 +109,9 @@ def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexe
                         await _batch(list(events))
                     except FencedError as exc:  # the partitions are moving: their next owner redoes it
                         log.info("batch_fenced", events=len(events), reason=str(exc))
+                        for ev in events:  # Faust acks them all the same: if they stay here, read them back
+                            p = ev.message.partition
+                            fenced[p] = max(fenced.get(p, -1), ev.message.offset)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # a bug in this wiring: no event is at fault; fail loudly
@@ -149,17 +154,28 @@ def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexe
     @app.timer(interval=settings.delivery_check_seconds)  # type: ignore[untyped-decorator]
     async def check_tails() -> None:
         """Read back what the log holds beyond a partition's position when that position is stalled."""
-        parts = mine()
-        if not health.ready or app.rebalancing or busy.locked() or not parts:
+        try:
+            parts = mine() if health.ready and not app.rebalancing else []
+        except Exception:  # noqa: BLE001 - logged; a timer that raised would never run again
+            log.exception("tail_check_failed")
             return
+        why = ("not ready" if not health.ready else "a rebalance is on" if app.rebalancing
+               else "a batch is running" if busy.locked() else "no partitions owned" if not parts else "")
+        if why:
+            skipped[why] = skipped.get(why, 0) + 1
+            if sum(skipped.values()) % 6 == 3:  # a tail check quiet for three periods is worth a line
+                log.info("tail_check_skipped", why=why, times=dict(skipped))
+            return
+        skipped.clear()
         async with busy, watched("tail_check", partitions=parts):
             try:
                 with fence.lease(parts):
                     bounds = await until_done(reader.bounds, parts, what="read_offsets")
                     for p, (_, end) in bounds.items():
                         done = await _position(p)
-                        if stalled_tail(done, end, last_seen.get(p)):
+                        if stalled_tail(done, end, last_seen.get(p)) or fenced.get(p, -1) >= done:
                             await _read_back(p, done, end)
+                        fenced.pop(p, None)
                         last_seen[p] = (await _position(p), end)
             except FencedError as exc:
                 log.info("read_back_fenced", reason=str(exc))
