@@ -43,6 +43,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
+import httpx
 from weaviate.exceptions import (
     UnexpectedStatusCodeError,
     WeaviateBaseError,
@@ -90,10 +91,16 @@ def classify(message: str, status: int | None = None) -> FaultKind:
     return "server_error"
 
 
+CLIENT_ERRORS: tuple[type[Exception], ...] = (WeaviateBaseError, httpx.TransportError)
+"""What a call of the Weaviate client raises when it fails: its own errors, and httpx's transport
+errors, which its REST calls (``data.update``, ``is_live``, ...) let through unwrapped (a connection
+reset while Weaviate goes away raises a bare ``httpx.ReadError``)."""
+
+
 def classify_exception(exc: BaseException) -> FaultKind:
     """The kind of an exception the client raised for a whole call."""
     if isinstance(exc, WeaviateConnectionError | WeaviateClosedClientError | WeaviateGRPCUnavailableError
-                  | WeaviateTimeoutError | OSError | TimeoutError):
+                  | WeaviateTimeoutError | OSError | TimeoutError | httpx.TransportError):
         return "unavailable"
     if isinstance(exc, WeaviateInsertManyAllFailedError):
         return store_fault(all_failed_messages(exc)) or "rejected"

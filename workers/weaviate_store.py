@@ -42,6 +42,7 @@ from workers.analysis import analyzed_query, keyword_text
 from workers.fusion import FUSIONS, Candidate, fuse
 from workers.store import ChunkRecord, HnswConfig, StoredHit, StoreQuery
 from workers.weaviate_faults import (
+    CLIENT_ERRORS,
     EVENT_PROPERTY_PREFIX,
     FaultKind,
     all_failed_messages,
@@ -54,6 +55,8 @@ from workers.weaviate_faults import (
 
 log = structlog.get_logger(__name__)
 E = TypeVar("E", bound=StoreError | StoreUnavailableError)
+_UNREACHABLE: tuple[type[Exception], ...] = (*CLIENT_ERRORS, OSError, TimeoutError)
+"""A failed call of the client, or the network under it."""
 
 #: The one named vector of the collection.
 VECTOR_NAME = "default"
@@ -204,7 +207,7 @@ class WeaviateChunkStore:
         try:
             try:
                 await client.connect()
-            except WeaviateBaseError as exc:  # e.g. WeaviateGRPCUnavailableError: the node is not there
+            except CLIENT_ERRORS as exc:  # e.g. WeaviateGRPCUnavailableError: the node is not there
                 raise WeaviateConnectionError(message_of(exc)) from exc
             if setup:
                 if not await client.collections.exists(self._collection_name):
@@ -367,7 +370,7 @@ class WeaviateChunkStore:
                                       what)) from exc
         except WeaviateInvalidInputError as exc:  # the client refused to send it: our bug, not the event's
             raise StoreError(f"the Weaviate client refused {what} as malformed (a bug of freshet): {exc}") from exc
-        except WeaviateBaseError as exc:
+        except CLIENT_ERRORS as exc:
             raise await self._fault(exc, what) from exc
         if result.errors:
             failures = {i: (classify(e.message), e.message) for i, e in result.errors.items()}
@@ -387,7 +390,7 @@ class WeaviateChunkStore:
             if isinstance(out, UnexpectedStatusCodeError) and out.status_code == 404:
                 failures[i] = ("server_error", f"chunk {records[i].id} is not in {self._collection_name!r} "
                                "(HTTP 404): the document's stored state is out of step with Weaviate")
-            elif isinstance(out, WeaviateBaseError | OSError):
+            elif isinstance(out, _UNREACHABLE):
                 failures[i] = (classify_exception(out), message_of(out))
             elif isinstance(out, BaseException):
                 raise out
@@ -404,7 +407,7 @@ class WeaviateChunkStore:
     async def _delete(self, where: Any, what: str) -> int:
         try:
             result = await self._collection.data.delete_many(where=where)
-        except WeaviateBaseError as exc:
+        except CLIENT_ERRORS as exc:
             raise await self._fault(exc, what) from exc
         if result.failed:  # the reply has no reason (verbose=True breaks the client on a READONLY shard)
             kind = await self._shard_kind()
@@ -417,14 +420,14 @@ class WeaviateChunkStore:
     async def _shard_kind(self) -> FaultKind:
         try:
             shards = await self._collection.config.get_shards()
-        except (WeaviateBaseError, OSError):
+        except _UNREACHABLE:
             return "unavailable"
         return "readonly" if any(sh.status == "READONLY" for sh in shards) else "server_error"
 
     async def _live(self) -> bool:
         try:
             return self._client is not None and bool(await asyncio.wait_for(self._client.is_live(), LIVE_SECONDS))
-        except (WeaviateBaseError, OSError, TimeoutError):
+        except _UNREACHABLE:
             return False
 
     async def _fault(self, exc: BaseException, what: str) -> StoreUnavailableError:
@@ -480,7 +483,7 @@ class WeaviateChunkStore:
         try:
             res = await self._collection.query.fetch_objects(
                 filters=wvc.query.Filter.by_id().contains_any(list(ids)), limit=len(ids))
-        except WeaviateBaseError as exc:
+        except CLIENT_ERRORS as exc:
             raise await self._read_fault(exc, "fetching objects") from exc
         return [StoredHit(id=str(o.uuid), score=0.0, properties=dict(o.properties)) for o in res.objects]
 
@@ -493,7 +496,7 @@ class WeaviateChunkStore:
             out: dict[str, list[float]] = {}
             async for o in coll.iterator(include_vector=True, return_properties=[]):
                 out[str(o.uuid)] = list(o.vector[VECTOR_NAME])  # type: ignore[arg-type]
-        except WeaviateBaseError as exc:
+        except CLIENT_ERRORS as exc:
             raise await self._read_fault(exc, "reading vectors") from exc
         return out
 
@@ -540,7 +543,7 @@ class WeaviateChunkStore:
             if query.mode == "vector" or not words:
                 return [_vector_hit(o) for o in (await self._vector_side(query, query.limit, filters)).objects]
             return await self._hybrid(query, words, filters)
-        except WeaviateBaseError as exc:
+        except CLIENT_ERRORS as exc:
             raise await self._read_fault(exc, f"running a {query.mode} search") from exc
 
     async def _hybrid(self, query: StoreQuery, words: str, filters: Any) -> list[StoredHit]:

@@ -3,6 +3,7 @@ tests/integration/test_weaviate_store.py (read-only shard, memory check, invalid
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import get_args
 
@@ -30,6 +31,7 @@ from workers.weaviate_faults import (
     message_of,
     store_fault,
 )
+from workers.weaviate_store import WeaviateChunkStore
 
 READONLY = "store is read-only due to: manually set by user"
 READONLY_HTTP = ('msg:repo.merge code:500 err:merge into index c_x: update local object: shard="JXb3yzbtDJpJ": '
@@ -158,3 +160,40 @@ def test_judge_takes_nothing_as_written_when_the_store_failed_too() -> None:
 
 def test_the_metric_labels_are_exactly_the_fault_kinds() -> None:
     assert get_args(FaultKind) == metrics.STORE_ERROR_KINDS
+
+
+def test_a_connection_reset_under_a_rest_call_is_the_store_being_away() -> None:
+    """(CI, chaos weaviate-outage: ``data.update`` let a bare ``httpx.ReadError`` through while
+    Weaviate was killed; it was not taken for a transient fault, so the batch was isolated event by
+    event instead of waited out.)"""
+    assert classify_exception(httpx.ReadError("reset")) == "unavailable"
+    assert classify_exception(httpx.ConnectError("refused")) == "unavailable"
+    store = WeaviateChunkStore(host="127.0.0.1", http_port=1, grpc_port=2, collection="C")
+
+    class Data:
+        async def update(self, uuid: str, properties: object) -> None:
+            raise httpx.ReadError("")
+
+    class Collection:
+        data = Data()
+
+    class Collections:
+        def use(self, name: str) -> Collections:
+            return self
+
+        def with_consistency_level(self, level: object) -> Collection:
+            return Collection()
+
+    class Client:
+        collections = Collections()
+
+        async def is_live(self) -> bool:
+            raise httpx.ConnectError("refused")
+
+    async def stay(client: object) -> None: ...
+
+    store._client = Client()  # type: ignore[assignment]
+    store._fail_over = stay  # type: ignore[method-assign, assignment]
+    with pytest.raises(StoreUnavailableError) as caught:
+        asyncio.run(store.update_properties([record("d", 0)]))
+    assert caught.value.kind == "unavailable"
