@@ -209,8 +209,8 @@ class FencedStore:
     async def search(self, query: StoreQuery) -> list[StoredHit]:
         return await self._store.search(query)
 
-    async def fetch(self, ids: Sequence[str]) -> list[StoredHit]:
-        return await self._store.fetch(ids)
+    async def fetch(self, ids: Sequence[str], *, with_vectors: bool = False) -> list[StoredHit]:
+        return await self._store.fetch(ids, with_vectors=with_vectors)
 
     async def vectors(self, max_count: int) -> dict[str, list[float]] | None:
         return await self._store.vectors(max_count)

@@ -1,7 +1,8 @@
 """Quality probes of the live index, run by the query worker on a schedule.
 
-- **Searchability**: chunks the indexer applied recently are searched for by their own text (vector
-  mode, top 10, through the same admission as every reply); the share found is reported, and for
+- **Searchability**: chunks the indexer applied recently are searched for by their own stored
+  vector (vector mode, top 10, through the same admission as every reply: the embedding of their
+  own text, without running the model again); the share found is reported, and for
   each chunk found the seconds from its change's event time (``freshet_searchable_freshness_seconds``):
   freshness as a searcher sees it, not only as the write acknowledgement says.
 - **Golden set** (:func:`golden_figures`): a BEIR-layout set judged against the indexed documents,
@@ -74,14 +75,13 @@ class Probes:
 
     async def _found(self, p: _Pending) -> bool | None:
         """True/False, or None when the chunk is gone (superseded by a later version)."""
-        objects = await self._store.fetch([p.chunk_id])
-        if not objects:
+        objects = await self._store.fetch([p.chunk_id], with_vectors=True)
+        if not objects or not objects[0].vector:
             return None
-        text = str(objects[0].properties.get("text", ""))[:4000]
-        if not text:
-            return None
+        text = str(objects[0].properties.get("text", ""))[:4000] or p.chunk_id
         reply = await self._searcher.search(SearchRequest(request_id=f"probe-{uuid.uuid4().hex}", query=text,
-                                                          mode="vector", top_k=10, tenant=p.record.tenant))
+                                                          mode="vector", top_k=10, tenant=p.record.tenant),
+                                            vector=list(objects[0].vector))
         return any(h.chunk_id == p.chunk_id for h in reply.hits)
 
     def _record(self, found: bool, p: _Pending) -> None:

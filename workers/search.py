@@ -158,13 +158,17 @@ class Searcher:
         if req.filters is not None:
             check_filter(req.filters, self._schema)
 
-    async def search(self, req: SearchRequest) -> SearchReply:
-        """Answer ``req`` (already validated); the caller bounds it by the request's deadline."""
+    async def search(self, req: SearchRequest, *, vector: Vector | None = None) -> SearchReply:
+        """Answer ``req`` (already validated); the caller bounds it by the request's deadline.
+
+        ``vector``: the query's vector when the caller has it already (the searchability probe
+        searches with a chunk's stored vector), so the model is not run for it."""
         t0 = time.perf_counter()
         if req.consistency is not None:
             await self.view.wait(req.consistency, None)
         t1 = time.perf_counter()
-        vector = await self._vector(req.query) if req.mode != "keyword" else None
+        if vector is None and req.mode != "keyword":
+            vector = await self._vector(req.query)
         t2 = time.perf_counter()
         stored = await self._store.search(StoreQuery(
             mode=req.mode, text=req.query, vector=vector,

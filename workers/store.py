@@ -73,6 +73,8 @@ class StoredHit:
     """Cosine similarity to the query vector, when the vector side found the chunk."""
     keyword_score: float | None = None
     """BM25 score, when the keyword side found the chunk."""
+    vector: Sequence[float] | None = None
+    """The stored vector, when it was asked for (:meth:`ChunkStore.fetch`)."""
 
 
 class ChunkStore(Protocol):
@@ -96,8 +98,9 @@ class ChunkStore(Protocol):
 
     async def search(self, query: StoreQuery) -> list[StoredHit]: ...
 
-    async def fetch(self, ids: Sequence[str]) -> list[StoredHit]:
-        """The stored objects with these ids (properties, no vectors); missing ids are left out."""
+    async def fetch(self, ids: Sequence[str], *, with_vectors: bool = False) -> list[StoredHit]:
+        """The stored objects with these ids (properties, and with ``with_vectors`` their vectors);
+        missing ids are left out."""
 
     async def vectors(self, max_count: int) -> dict[str, list[float]] | None:
         """Every stored vector by object id, or None when there are more than ``max_count``."""

@@ -477,15 +477,19 @@ class WeaviateChunkStore:
             where = where & wvc.query.Filter.by_id().contains_none(list(keep))
         return await self._delete(where, f"deleting chunks of {doc_id!r}")
 
-    async def fetch(self, ids: Sequence[str]) -> list[StoredHit]:
+    async def fetch(self, ids: Sequence[str], *, with_vectors: bool = False) -> list[StoredHit]:
         if not ids:
             return []
         try:
             res = await self._collection.query.fetch_objects(
-                filters=wvc.query.Filter.by_id().contains_any(list(ids)), limit=len(ids))
+                filters=wvc.query.Filter.by_id().contains_any(list(ids)), limit=len(ids),
+                include_vector=[VECTOR_NAME] if with_vectors else False)
         except CLIENT_ERRORS as exc:
             raise await self._read_fault(exc, "fetching objects") from exc
-        return [StoredHit(id=str(o.uuid), score=0.0, properties=dict(o.properties)) for o in res.objects]
+        return [StoredHit(id=str(o.uuid), score=0.0, properties=dict(o.properties),
+                          vector=list(o.vector[VECTOR_NAME]) if with_vectors and VECTOR_NAME in o.vector  # type: ignore[arg-type]
+                          else None)
+                for o in res.objects]
 
     async def vectors(self, max_count: int) -> dict[str, list[float]] | None:
         coll = self._collection

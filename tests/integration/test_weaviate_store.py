@@ -131,6 +131,9 @@ def test_a_read_only_shard_is_waited_out_and_nothing_is_lost(isolated: Settings)
             assert store_errors("readonly") == before + 4
             await store.upsert(recs)  # the same call, once the shard is writable again
             assert {h.id for h in await store.fetch([r.id for r in recs])} == {r.id for r in recs}
+            with_vector = {h.id: h.vector for h in await store.fetch([r.id for r in recs], with_vectors=True)}
+            assert with_vector == {r.id: pytest.approx(list(r.vector)) for r in recs}
+            assert all(h.vector is None for h in await store.fetch([r.id for r in recs]))
         finally:
             await store.close()
 
