@@ -89,7 +89,7 @@ class TokenizedEncoder:
         """Tokens of ``text`` with the special tokens, untruncated (as the model's tokenizer counts)."""
         return len(self._counter.encode(text, add_special_tokens=True).ids)
 
-    def encode(self, texts: Sequence[str], *, batch_size: int = 32) -> np.ndarray[Any, Any]:
+    def encode(self, texts: Sequence[str], *, batch_size: int = 8) -> np.ndarray[Any, Any]:
         """Unit vectors of ``texts`` (as ``normalize_embeddings=True``), in order; batches of similar length."""
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         out = np.zeros((len(texts), self._hidden), dtype=np.float32)

@@ -69,7 +69,7 @@ def default_model_path() -> Path:
 class SentenceTransformerEmbedder:
     """A sentence-transformers model, loaded on first use, never from a hub at run time."""
 
-    def __init__(self, model: str = "", *, device: str = "cpu", batch_size: int = 32,
+    def __init__(self, model: str = "", *, device: str = "cpu", batch_size: int = 8,
                  backend: Backend = "auto", cache_dir: Path | None = None) -> None:
         self._source = model or str(default_model_path())
         # the ONNX backends' vectors are not bit-for-bit torch's (int8's are not even close): they are a

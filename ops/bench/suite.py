@@ -125,6 +125,10 @@ def table(r: dict[str, Any]) -> str:
         rows.append(("bulk: pipeline chunks/s", f"{b['pipeline_chunks_per_s']}",
                      f"model encode {b['encode_chunks_per_s']}", _ratio(b["pipeline_chunks_per_s"],
                                                                         b["encode_chunks_per_s"])))
+        if "ceiling_ratio" in b:
+            others = sum(v for k, v in b["cpu_s"].items() if k not in ("indexer", "encode"))
+            rows.append(("bulk: highest ratio the cores allow", f"{b['ceiling_ratio']}",
+                         f"other processes' CPU {others:.0f} s", "-"))
     if "memory" in r:
         m = r["memory"]
         rows.append(("memory: peak RSS MB", f"indexer {m['indexer_peak_rss_mb']}", f"query {m['query_peak_rss_mb']}",
