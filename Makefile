@@ -49,7 +49,8 @@ INDEXERS ?= 2
 QUERY_WORKERS ?= 2
 endif
 STACK_SHAPE = $(if $(BROKERS),--brokers $(BROKERS)) $(if $(WEAVIATE_NODES),--weaviate-nodes $(WEAVIATE_NODES)) \
-	$(if $(INDEXERS),--indexers $(INDEXERS)) $(if $(QUERY_WORKERS),--query-workers $(QUERY_WORKERS))
+	$(if $(INDEXERS),--indexers $(INDEXERS)) $(if $(QUERY_WORKERS),--query-workers $(QUERY_WORKERS)) \
+	$(if $(filter 1 yes true,$(SECURE)),--secure,$(if $(filter 0 no false,$(SECURE)),--plain))
 
 up: install
 	$(FRESHET) stack up $(STACK_SHAPE)

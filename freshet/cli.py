@@ -63,16 +63,19 @@ _COUNT = "(default: as the stack was last started, else 1)"
 @click.option("--weaviate-nodes", type=click.IntRange(1, 9), help=f"Weaviate nodes {_COUNT}.")
 @click.option("--indexers", type=click.IntRange(1, 9), help=f"Indexer workers {_COUNT}.")
 @click.option("--query-workers", type=click.IntRange(1, 9), help=f"Query workers {_COUNT}.")
+@click.option("--secure/--plain", default=None,
+              help="Kafka with TLS, SCRAM users and ACLs (docs/security.md), or without (default: as the stack "
+                   "was last started, else plain). Fixed once the broker's data exists.")
 @click.pass_obj
 def stack_up(settings: Settings, only: tuple[str, ...], brokers: int | None, weaviate_nodes: int | None,
-             indexers: int | None, query_workers: int | None) -> None:
+             indexers: int | None, query_workers: int | None, secure: bool | None) -> None:
     """Install what is missing and start the services in the background."""
     from ops.cluster import requested_shape
     from ops.stack import SERVICES, Stack
 
     try:
         shape = requested_shape(settings.home, brokers=brokers, weaviate_nodes=weaviate_nodes, indexers=indexers,
-                                query_workers=query_workers)
+                                query_workers=query_workers, secure=secure)
         st = Stack(settings, shape)
         st.up(only or SERVICES)
     except StackError as exc:
@@ -194,7 +197,7 @@ def search(settings: Settings, query: str, mode: str, top_k: int, alpha: float |
     try:
         if filters:
             fields["filters"] = filter_from_cli(filters)
-        client = SearchClient(settings.bootstrap_servers, request_topic=settings.topic_requests,
+        client = SearchClient(settings.kafka_access, request_topic=settings.topic_requests,
                               reply_topic=settings.topic_replies, timeout=timeout)
         try:
             reply = client.search(query, **fields)

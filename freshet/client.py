@@ -22,6 +22,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
 from freshet.errors import FreshetError, TransientError
+from freshet.kafka_access import KafkaAccess, access
 from schemas.applied import AppliedRecord, parse_applied
 from schemas.change import ChangeEvent, document_key
 from schemas.search import CORRELATION_HEADER, REQUEST_ID_HEADER, OffsetFence, SearchReply, SearchRequest
@@ -38,19 +39,19 @@ class Position:
     offset: int
 
 
-def _producer(bootstrap: str, *, linger_ms: int) -> KafkaProducer:
+def _producer(bootstrap: KafkaAccess | str, *, linger_ms: int) -> KafkaProducer:
     try:
         # acks=all with idempotence: a retried send is never written twice, and with the cluster's
         # min.insync.replicas=2 an acknowledged record is on two brokers.
-        return KafkaProducer(bootstrap_servers=bootstrap.split(","), acks="all", enable_idempotence=True,
+        return KafkaProducer(**access(bootstrap).kafka_python(), acks="all", enable_idempotence=True,
                              linger_ms=linger_ms, max_request_size=8 * 1024 * 1024, client_id="freshet-client")
     except (KafkaError, OSError) as exc:
         raise TransientError(f"Kafka at {bootstrap} is not reachable: {exc}") from exc
 
 
-def _tail_consumer(bootstrap: str, topic: str) -> KafkaConsumer:
+def _tail_consumer(bootstrap: KafkaAccess | str, topic: str) -> KafkaConsumer:
     """A group-less consumer of every partition of ``topic``, positioned at its end."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), enable_auto_commit=False,
+    consumer = KafkaConsumer(**access(bootstrap).kafka_python(), enable_auto_commit=False,
                              group_id=None, client_id="freshet-client")
     parts = consumer.partitions_for_topic(topic)
     if not parts:
@@ -64,10 +65,10 @@ def _tail_consumer(bootstrap: str, topic: str) -> KafkaConsumer:
     return consumer
 
 
-def read_to_end(bootstrap: str, topic: str, *, missing_ok: bool = True) -> list[Any]:
+def read_to_end(bootstrap: KafkaAccess | str, topic: str, *, missing_ok: bool = True) -> list[Any]:
     """Every record of ``topic`` from the beginning to its current end (group-less; for tools).
     A topic the broker does not know reads as empty, or raises with ``missing_ok=False``."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), enable_auto_commit=False, group_id=None,
+    consumer = KafkaConsumer(**access(bootstrap).kafka_python(), enable_auto_commit=False, group_id=None,
                              client_id="freshet-tools", max_partition_fetch_bytes=8 * 1024 * 1024)
     try:
         parts = consumer.partitions_for_topic(topic) or set()
@@ -128,7 +129,7 @@ class DocumentPublisher:
     """Publishes :class:`ChangeEvent` records keyed by document identity; with a ``session``, each
     acknowledged write moves that session's fence past it."""
 
-    def __init__(self, bootstrap: str, topic: str, *, session: Session | None = None) -> None:
+    def __init__(self, bootstrap: KafkaAccess | str, topic: str, *, session: Session | None = None) -> None:
         self._topic = topic
         self._producer = _producer(bootstrap, linger_ms=5)  # a bulk publish fills batches
         self._session = session
@@ -199,7 +200,7 @@ class SearchClient:
     :class:`TransientError`. Replies are matched by the ``correlation_id`` header.
     """
 
-    def __init__(self, bootstrap: str, *, request_topic: str, reply_topic: str, timeout: float = 30.0,
+    def __init__(self, bootstrap: KafkaAccess | str, *, request_topic: str, reply_topic: str, timeout: float = 30.0,
                  session: Session | None = None) -> None:
         self.session = session
         """With a :class:`Session`, every request without its own ``consistency`` carries the session's
@@ -277,7 +278,7 @@ class SearchClient:
 class AppliedWatcher:
     """Follows the applied topic from now on, to wait for documents to reach a version."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: KafkaAccess | str, topic: str) -> None:
         self._applied: dict[str, int] = {}
         self._cond = threading.Condition()
         self._tail = _Tail(_tail_consumer(bootstrap, topic), self._on_record)

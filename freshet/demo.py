@@ -50,7 +50,7 @@ def run_demo(settings: Settings) -> None:
 
     click.secho(f"\nSearching over Kafka ({settings.topic_requests} -> query worker -> "
                 f"{settings.topic_replies})", bold=True)
-    client = SearchClient(settings.bootstrap_servers, request_topic=settings.topic_requests,
+    client = SearchClient(settings.kafka_access, request_topic=settings.topic_requests,
                           reply_topic=settings.topic_replies, timeout=60)
     try:
         for query, mode in QUERIES:

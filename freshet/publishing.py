@@ -36,8 +36,8 @@ def load_events(path: Path) -> list[ChangeEvent]:
 def publish_events(settings: Settings, events: Sequence[ChangeEvent], *, wait: bool, timeout: float,
                    desc: str = "publishing") -> None:
     """Publish ``events`` in order with a progress bar; with ``wait``, block until all are applied."""
-    watcher = AppliedWatcher(settings.bootstrap_servers, settings.topic_applied) if wait else None
-    publisher = DocumentPublisher(settings.bootstrap_servers, settings.topic_changes)
+    watcher = AppliedWatcher(settings.kafka_access, settings.topic_applied) if wait else None
+    publisher = DocumentPublisher(settings.kafka_access, settings.topic_changes)
     try:
         futures = [publisher.publish(ev) for ev in tqdm(events, desc=desc, unit="event")]
         publisher.flush()

@@ -25,6 +25,7 @@ from kafka.errors import CoordinatorNotAvailableError, KafkaError
 from tqdm import tqdm
 
 from freshet.errors import FreshetError, TransientError
+from freshet.kafka_access import KafkaAccess, access
 from freshet.settings import Settings
 from workers import relayout as rl
 from workers.kafka_admin import admin_client, describe_topics, ensure_topics
@@ -51,7 +52,7 @@ def layout_of(settings: Settings) -> Layout:
 def relayout(settings: Settings, target: Layout, *, dry_run: bool = False) -> Plan:
     """Copy the old layout (``settings``) into ``target``; with ``dry_run``, only check and count."""
     old = layout_of(settings)
-    bootstrap = settings.bootstrap_servers
+    bootstrap = settings.kafka_access
     problems = _layout_problems(settings, old, target) + _running(bootstrap, old, target)
     changelog = rl.latest(_scan(bootstrap, old.state_changelog, "old states"))
     bounds = _bounds(bootstrap, old.changes)
@@ -81,7 +82,7 @@ def create_topics(settings: Settings, target: Layout) -> list[str]:
 def _create(settings: Settings, target: Layout) -> list[str]:
     """The new topics as the workers create them: the state changelog (as Faust does) and the applied
     topic compacted, every one with ``target.partitions`` partitions."""
-    return ensure_topics(settings.bootstrap_servers, [target.changes, target.applied, target.state_changelog],
+    return ensure_topics(settings.kafka_access, [target.changes, target.applied, target.state_changelog],
                          partitions=target.partitions, replication=settings.topic_replication,
                          compacted=[target.applied, target.state_changelog])
 
@@ -89,7 +90,7 @@ def _create(settings: Settings, target: Layout) -> list[str]:
 def undrained(settings: Settings) -> list[str]:
     """The partitions of the settings' changes topic that their indexers have not handled to the end
     (empty: drained, lag 0), read from the positions on the state changelog."""
-    old, bootstrap = layout_of(settings), settings.bootstrap_servers
+    old, bootstrap = layout_of(settings), settings.kafka_access
     return _lag(rl.latest(_scan(bootstrap, old.state_changelog, "states")), _bounds(bootstrap, old.changes))
 
 
@@ -101,7 +102,7 @@ def _lag(changelog: dict[bytes, Any], bounds: dict[int, tuple[int, int]]) -> lis
     return problems
 
 
-def _grown(bootstrap: str, old: Layout, bounds: dict[int, tuple[int, int]]) -> list[str]:
+def _grown(bootstrap: KafkaAccess | str, old: Layout, bounds: dict[int, tuple[int, int]]) -> list[str]:
     """The old changes topic received records after the check: a producer still publishes there."""
     now = _bounds(bootstrap, old.changes)
     grown = sorted(p for p, (_, end) in now.items() if end != bounds.get(p, (0, 0))[1])
@@ -124,7 +125,7 @@ def _layout_problems(settings: Settings, old: Layout, target: Layout) -> list[st
     others = set(settings.topics()) - {old.changes, old.applied}  # requests, replies, ...: not laid out
     problems += [f"{name!r} is one of freshet's other topics: choose another name"
                  for name in sorted({target.changes, target.applied} & others)]
-    facts = describe_topics(settings.bootstrap_servers, [old.changes, old.state_changelog, old.applied,
+    facts = describe_topics(settings.kafka_access, [old.changes, old.state_changelog, old.applied,
                                                          target.changes, target.state_changelog, target.applied])
     problems += [f"the old layout's topic {name!r} does not exist: are FRESHET_TOPIC_CHANGES and "
                  "FRESHET_CONSUMER_GROUP_PREFIX those of the running deployment?"
@@ -139,7 +140,7 @@ def _layout_problems(settings: Settings, old: Layout, target: Layout) -> list[st
     return problems
 
 
-def _running(bootstrap: str, old: Layout, target: Layout) -> list[str]:
+def _running(bootstrap: KafkaAccess | str, old: Layout, target: Layout) -> list[str]:
     """Indexers that are members of the old or the new layout's consumer group."""
     members = _members(bootstrap, [old.indexer_group, target.indexer_group])
     out = []
@@ -153,7 +154,7 @@ def _running(bootstrap: str, old: Layout, target: Layout) -> list[str]:
     return out
 
 
-def _members(bootstrap: str, groups: list[str], attempts: int = 10) -> dict[str, int]:
+def _members(bootstrap: KafkaAccess | str, groups: list[str], attempts: int = 10) -> dict[str, int]:
     """Group id -> its members now (a new cluster may need a moment to elect a group coordinator)."""
     admin = admin_client(bootstrap)
     try:
@@ -172,15 +173,15 @@ def _members(bootstrap: str, groups: list[str], attempts: int = 10) -> dict[str,
         admin.close()
 
 
-def _consumer(bootstrap: str) -> KafkaConsumer:
+def _consumer(bootstrap: KafkaAccess | str) -> KafkaConsumer:
     try:
-        return KafkaConsumer(bootstrap_servers=bootstrap.split(","), enable_auto_commit=False, group_id=None,
+        return KafkaConsumer(**access(bootstrap).kafka_python(), enable_auto_commit=False, group_id=None,
                              client_id="freshet-relayout", max_partition_fetch_bytes=8 * 1024 * 1024)
     except (KafkaError, OSError) as exc:
         raise TransientError(f"Kafka at {bootstrap} is not reachable: {exc}") from exc
 
 
-def _bounds(bootstrap: str, topic: str) -> dict[int, tuple[int, int]]:
+def _bounds(bootstrap: KafkaAccess | str, topic: str) -> dict[int, tuple[int, int]]:
     """Partition -> (log start, end offset) of ``topic``."""
     consumer = _consumer(bootstrap)
     try:
@@ -193,7 +194,7 @@ def _bounds(bootstrap: str, topic: str) -> dict[int, tuple[int, int]]:
         consumer.close()
 
 
-def _scan(bootstrap: str, topic: str, what: str) -> Iterator[Any]:
+def _scan(bootstrap: KafkaAccess | str, topic: str, what: str) -> Iterator[Any]:
     """Every record of ``topic`` from its start to its end as of now, in offset order per partition,
     with a progress bar; a topic that does not exist yields nothing."""
     consumer = _consumer(bootstrap)
@@ -219,7 +220,7 @@ def _scan(bootstrap: str, topic: str, what: str) -> Iterator[Any]:
         consumer.close()
 
 
-def _existing(bootstrap: str, target: Layout) -> Existing:
+def _existing(bootstrap: KafkaAccess | str, target: Layout) -> Existing:
     """What the new layout holds already (nothing on a first run, unless producers publish there)."""
     states = rl.states_of(rl.latest(_scan(bootstrap, target.state_changelog, "new states")))
     applied = rl.latest(_scan(bootstrap, target.applied, "new applied"))
@@ -228,11 +229,11 @@ def _existing(bootstrap: str, target: Layout) -> Existing:
                     applied={k: rl.version_of_applied(r.value) for k, r in applied.items()}, changes=keys)
 
 
-def _write(bootstrap: str, target: Layout, plan: Plan) -> None:
+def _write(bootstrap: KafkaAccess | str, target: Layout, plan: Plan) -> None:
     """States first, then applied records, then change events (a copy of an event never precedes its
     state); each acknowledged by every in-sync replica before the next kind starts."""
     try:
-        producer = KafkaProducer(bootstrap_servers=bootstrap.split(","), acks="all", enable_idempotence=True,
+        producer = KafkaProducer(**access(bootstrap).kafka_python(), acks="all", enable_idempotence=True,
                                  linger_ms=20, max_request_size=8 * 1024 * 1024, client_id="freshet-relayout")
     except (KafkaError, OSError) as exc:
         raise TransientError(f"Kafka at {bootstrap} is not reachable: {exc}") from exc

@@ -12,9 +12,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from freshet.kafka_access import KafkaAccess, Mechanism, Protocol
 from schemas.search import DEFAULT_ALPHA
 from workers.chunking import Context, TitleContext
 from workers.store import HnswConfig
@@ -76,6 +77,20 @@ class Settings(BaseSettings):
     topic_replication: int = Field(1, ge=1, description="Replication factor of the topics freshet creates "
                                                         "(its own and Faust's changelog); 3 on a production cluster.")
     consumer_group_prefix: str = Field("freshet", description="Faust app id / consumer group prefix.")
+    kafka_security_protocol: Protocol = Field("PLAINTEXT", description=(
+        "Kafka's security.protocol for every client: PLAINTEXT, SSL (TLS; mutual TLS with a client certificate), "
+        "SASL_PLAINTEXT or SASL_SSL (SASL over TLS: the one to use in production)."))
+    kafka_sasl_mechanism: Mechanism = Field("SCRAM-SHA-512", description=(
+        "Kafka's sasl.mechanism: SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN."))
+    kafka_sasl_username: str = Field("", description="SASL user name (sasl.jaas.config's username).")
+    kafka_sasl_password: SecretStr = Field(SecretStr(""), description="SASL password; never logged or printed.")
+    kafka_ssl_cafile: str = Field("", description=(
+        "CA bundle (PEM) that signed the brokers' certificates (ssl.truststore); empty: the system's trust store."))
+    kafka_ssl_certfile: str = Field("", description="Client certificate (PEM) for mutual TLS (ssl.keystore).")
+    kafka_ssl_keyfile: str = Field("", description="The client certificate's private key (PEM).")
+    kafka_ssl_key_password: SecretStr = Field(SecretStr(""), description="Password of the client key, if any.")
+    kafka_ssl_check_hostname: bool = Field(True, description=(
+        "Check that a broker's certificate names the host connected to (ssl.endpoint.identification.algorithm=https)."))
 
     # --- Weaviate ----------------------------------------------------------------------------
     weaviate_host: str = Field("127.0.0.1", description="Weaviate host (HTTP and gRPC).")
@@ -277,6 +292,14 @@ class Settings(BaseSettings):
         return self.kafka_bootstrap or f"{self.kafka_host}:{self.kafka_port}"
 
     @cached_property
+    def kafka_access(self) -> KafkaAccess:
+        """Bootstrap servers with the connection's security: what every Kafka client is built from."""
+        return KafkaAccess(self.bootstrap_servers, self.kafka_security_protocol, self.kafka_sasl_mechanism,
+                           self.kafka_sasl_username, self.kafka_sasl_password, self.kafka_ssl_cafile,
+                           self.kafka_ssl_certfile, self.kafka_ssl_keyfile, self.kafka_ssl_key_password,
+                           self.kafka_ssl_check_hostname)
+
+    @cached_property
     def weaviate_url(self) -> str:
         return f"http://{self.weaviate_host}:{self.weaviate_http_port}"
 
@@ -292,7 +315,8 @@ class Settings(BaseSettings):
 
     def as_env(self) -> dict[str, str]:
         """These settings as ``FRESHET_*`` variables, so a child process gets exactly them."""
-        return {f"FRESHET_{name.upper()}": str(value) for name, value in self.model_dump().items()}
+        return {f"FRESHET_{name.upper()}": value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+                for name, value in self.model_dump().items()}
 
     @cached_property
     def indexer_base_url(self) -> str:

@@ -28,7 +28,7 @@ def state_topic(settings: Settings) -> str:
 
 def read_changes(settings: Settings) -> list[Sourced]:
     out = []
-    for r in tqdm(read_to_end(settings.bootstrap_servers, settings.topic_changes), desc="changes", unit="event"):
+    for r in tqdm(read_to_end(settings.kafka_access, settings.topic_changes), desc="changes", unit="event"):
         try:
             ev = parse_change(r.value, r.key, max_bytes=settings.max_document_bytes)
         except InvalidEventError:
@@ -43,7 +43,7 @@ def read_states(settings: Settings, written: list[tuple[int, int, str | None, st
     """The indexer's states from its changelog; ``written`` collects each record's place and fence
     headers (partition, offset, generation, writer) for :func:`~workers.fencing.fence_violations`."""
     states: dict[str, DocState] = {}
-    for r in read_to_end(settings.bootstrap_servers, state_topic(settings)):
+    for r in read_to_end(settings.kafka_access, state_topic(settings)):
         if written is not None:
             written.append((r.partition, r.offset, header(r.headers, GENERATION_HEADER),
                             header(r.headers, WRITER_HEADER)))

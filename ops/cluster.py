@@ -24,9 +24,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from freshet.errors import StackError
 from freshet.settings import Settings
+
+if TYPE_CHECKING:
+    from ops.secure import Secrets
 
 #: The file under the stack's home that records its layout.
 LAYOUT_FILE = "cluster.json"
@@ -43,10 +47,12 @@ class Shape:
     weaviate_nodes: int = 1
     indexers: int = 1
     query_workers: int = 1
+    secure: bool = False
+    """TLS, SCRAM users and ACLs on Kafka (ops/secure.py); fixed when the brokers' data is formatted."""
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
-            if not 1 <= value <= 9:
+            if name != "secure" and not 1 <= value <= 9:
                 raise StackError(f"{name}={value}: the local stack runs 1 to 9 of each service", service="stack")
 
     def count(self, kind: str) -> int:
@@ -285,6 +291,12 @@ def cluster_settings(s: Settings, layout: Layout) -> Settings:
     the cluster's replication. A single-node stack keeps ``s`` exactly as it is."""
     shape = layout.shape
     updates: dict[str, object] = {}
+    if shape.secure and s.kafka_security_protocol == "PLAINTEXT":  # credentials set by hand win
+        from ops import secure
+
+        found = secure.load(s.home)
+        if found is not None:
+            updates.update(secure.client_settings(found, "admin"))
     if shape.brokers > 1:
         updates["kafka_bootstrap"] = ",".join(f"{s.kafka_host}:{n.port}" for n in layout.kafka)
         updates["topic_replication"] = shape.replication
@@ -300,6 +312,13 @@ def worker_env(s: Settings, layout: Layout, worker: Worker) -> dict[str, str]:
     and a Weaviate node of its own (worker k talks to node ((k - 1) mod N) + 1), so the load spreads
     and one node's loss does not stop every worker, with the other nodes after it as its failover."""
     env = cluster_settings(s, layout).as_env()
+    if layout.shape.secure and s.kafka_security_protocol == "PLAINTEXT":  # each worker as its own Kafka user
+        from ops import secure
+
+        found = secure.load(s.home)
+        if found is not None:
+            env["FRESHET_KAFKA_SASL_USERNAME"] = worker.role
+            env["FRESHET_KAFKA_SASL_PASSWORD"] = found.password(worker.role)
     env[f"FRESHET_{worker.role.upper()}_WEB_PORT"] = str(worker.web_port)
     env["FRESHET_WORKER_INSTANCE"] = worker.name
     first = (worker.index - 1) % len(layout.weaviate)
@@ -314,20 +333,29 @@ def worker_env(s: Settings, layout: Layout, worker: Worker) -> dict[str, str]:
     return env
 
 
-def kafka_properties(s: Settings, layout: Layout, node: KafkaNode, data: Path) -> str:
+def kafka_properties(s: Settings, layout: Layout, node: KafkaNode, data: Path, secrets: Secrets | None = None) -> str:
     """``server.properties`` of broker ``node``: a combined broker and KRaft controller, every node a
-    voter, replication of internals and defaults as the cluster's size allows."""
+    voter, replication of internals and defaults as the cluster's size allows; with ``secrets``, TLS,
+    SCRAM and the authorizer (ops/secure.py)."""
     host, shape = s.kafka_host, layout.shape
     voters = ",".join(f"{n.index}@{host}:{n.controller_port}" for n in layout.kafka)
+    if secrets is not None:
+        from ops import secure
+
+        listeners = secure.listener_properties(secrets, host, node.port, node.controller_port)
+    else:
+        listeners = [
+            f"listeners=PLAINTEXT://{host}:{node.port},CONTROLLER://{host}:{node.controller_port}",
+            f"advertised.listeners=PLAINTEXT://{host}:{node.port}",
+            "controller.listener.names=CONTROLLER",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "inter.broker.listener.name=PLAINTEXT",
+        ]
     return "\n".join([
         "process.roles=broker,controller",
         f"node.id={node.index}",
         f"controller.quorum.voters={voters}",
-        f"listeners=PLAINTEXT://{host}:{node.port},CONTROLLER://{host}:{node.controller_port}",
-        f"advertised.listeners=PLAINTEXT://{host}:{node.port}",
-        "controller.listener.names=CONTROLLER",
-        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-        "inter.broker.listener.name=PLAINTEXT",
+        *listeners,
         f"log.dirs={data}",
         f"num.partitions={s.topic_partitions}",
         f"default.replication.factor={shape.replication}",
@@ -382,18 +410,25 @@ def weaviate_env(s: Settings, layout: Layout, node: WeaviateNode, data: Path) ->
     return env
 
 
-def requested_shape(home: Path, **given: int | None) -> Shape:
+def requested_shape(home: Path, **given: int | bool | None) -> Shape:
     """The shape the home was last started with (or one of each), with the counts ``given`` (None:
     keep) replaced."""
     saved = load(home)
     base = saved.shape if saved else Shape()
-    return replace(base, **{k: v for k, v in given.items() if v is not None})
+    fields: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+    return replace(base, **fields)
 
 
 def check_reshape(home: Path, before: Shape, now: Shape) -> None:
     """Refuse to change the number of brokers or Weaviate nodes of a home that holds their data: a
     KRaft quorum and a Raft cluster are not re-shaped by restarting them with other voters."""
     weaviate_data = home / "weaviate" / "data"
+    if before.secure != now.secure and (home / "kafka" / "data" / "meta.properties").exists():
+        held, asked = ("secured", "plain") if before.secure else ("plain", "secured")
+        raise StackError(
+            f"the stack in {home} holds the data of a {held} Kafka, so it cannot start {asked}: its users are made "
+            f"when the data is formatted. Start it as it was (`make up{' SECURE=1' if before.secure else ''}`), "
+            f"give it a home of its own (FRESHET_HOME=...), or wipe this one first with `make clean`", service="stack")
     for what, was, wanted, holds_data in (
         ("broker(s)", before.brokers, now.brokers, (home / "kafka" / "data" / "meta.properties").exists()),
         ("Weaviate node(s)", before.weaviate_nodes, now.weaviate_nodes,

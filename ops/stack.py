@@ -15,6 +15,7 @@ Everything lives under ``settings.home`` (default ``./.freshet``)::
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import shutil
 import sys
@@ -28,9 +29,9 @@ import structlog
 
 from freshet.errors import StackError, TransientError
 from freshet.settings import KAFKA_VERSION, WEAVIATE_VERSION, Settings
-from ops import cluster, install, procs
+from ops import cluster, install, procs, secure
 from ops.cluster import KafkaNode, Layout, Shape, WeaviateNode, Worker
-from workers.kafka_admin import broker_info, ensure_topics
+from workers.kafka_admin import admin_client, broker_info, ensure_topics
 
 log = structlog.get_logger(__name__)
 
@@ -74,7 +75,7 @@ def drop_pipeline(s: Settings) -> None:
         client.collections.delete(s.collection)
     finally:
         client.close()
-    admin = KafkaAdminClient(bootstrap_servers=s.bootstrap_servers.split(","))
+    admin = KafkaAdminClient(**s.kafka_access.kafka_python())
     try:
         ours = [t for t in admin.list_topics() if t.startswith(s.consumer_group_prefix + ".")
                 or t.startswith(s.consumer_group_prefix + "-")]
@@ -97,6 +98,7 @@ class Stack:
         self._saved = cluster.load(self.home)
         self.shape = shape or (self._saved.shape if self._saved else Shape())
         self.layout = self._plan(settings)
+        self.secrets = secure.ensure(self.home) if self.shape.secure else None
         self.s = cluster.cluster_settings(settings, self.layout)
 
     def _plan(self, settings: Settings) -> Layout:
@@ -122,7 +124,7 @@ class Stack:
         self._stop_extra_workers()
         if "kafka" in wanted:
             self._start_kafka()
-            ensure_topics(self.s.bootstrap_servers, self.s.topics(), partitions=self.s.topic_partitions,
+            ensure_topics(self.s.kafka_access, self.s.topics(), partitions=self.s.topic_partitions,
                           replication=self.s.topic_replication,
                           compacted=[self.s.topic_applied])
         if "weaviate" in wanted:
@@ -186,8 +188,9 @@ class Stack:
             self._check_port_free(node.name, s.kafka_host, node.controller_port)
             props = self._write_kafka_config(node)
             if not (props.parent / "data" / "meta.properties").exists():
+                scram = secure.format_args(self.secrets) if self.secrets else []
                 res = _run_quiet([*java, "kafka.tools.StorageTool", "format", f"--cluster-id={self.layout.cluster_id}",
-                                  "-c", str(props)])
+                                  "-c", str(props), *scram])
                 if res[0] != 0:
                     raise StackError("formatting the Kafka log directory failed", service=node.name, log_tail=res[1])
             procs.spawn([*java, "kafka.Kafka", str(props)], log=self.log_path(node.name),
@@ -196,17 +199,32 @@ class Stack:
         if len(self.layout.kafka) > 1:
             self._wait_until("kafka", lambda: self._registered_brokers() == len(self.layout.kafka),
                              f"{len(self.layout.kafka)} brokers registered")
+        if self.secrets is not None:
+            self._grant()
+
+    def _grant(self) -> None:
+        """Create the ACLs of every role (idempotent)."""
+        admin = admin_client(self.s.kafka_access)
+        try:
+            n = secure.create_acls(admin, secure.grants(self.s))
+        except Exception as exc:  # noqa: BLE001 - the broker's answer, whatever it is, stops the start
+            raise StackError(f"creating the Kafka ACLs failed: {exc}", service="kafka") from exc
+        finally:
+            admin.close()
+        log.info("kafka_acls", acls=n, roles=len(secure.ROLES) - 1)
 
     def _write_kafka_config(self, node: KafkaNode) -> Path:
         kdir = self.home / node.name
         kdir.mkdir(parents=True, exist_ok=True)
         props = kdir / "server.properties"
-        props.write_text(cluster.kafka_properties(self.s, self.layout, node, kdir / "data"))
+        props.touch(mode=0o600)
+        props.chmod(0o600)  # a secured broker's holds its inter-broker password
+        props.write_text(cluster.kafka_properties(self.s, self.layout, node, kdir / "data", self.secrets))
         return props
 
     def _registered_brokers(self) -> int:
         try:
-            return broker_info(self.s.bootstrap_servers).brokers
+            return broker_info(self.s.kafka_access).brokers
         except TransientError:
             return 0
 
@@ -350,15 +368,18 @@ class Stack:
         s = self.s
         single = len(self.layout.kafka) == 1
         if single and s.kafka_bootstrap:  # a broker elsewhere (containers, CI): report that one
-            bootstrap = s.bootstrap_servers
+            bootstrap = s.kafka_access
         else:
-            bootstrap = f"{s.kafka_host}:{node.port}"
+            bootstrap = dataclasses.replace(s.kafka_access, bootstrap=f"{s.kafka_host}:{node.port}")
             if not procs.port_open(s.kafka_host, node.port):
                 raise ValueError(f"nothing listens on {bootstrap}")
         info = broker_info(bootstrap)
         who = "" if single else f"node {node.index}, "
+        secured = f", secured: {s.kafka_access.describe()}" if s.kafka_access.security_protocol != "PLAINTEXT" else ""
+        if self.secrets is not None:
+            secured += ", ACLs on"
         return (f"Kafka {info.api_version} (from ApiVersions; metadata.version level {info.metadata_version}) "
-                f"at {bootstrap}, {who}cluster {info.cluster_id}, {info.brokers} broker(s)")
+                f"at {bootstrap}, {who}cluster {info.cluster_id}, {info.brokers} broker(s){secured}")
 
     def _weaviate_detail(self, node: WeaviateNode) -> str:
         base = f"http://{self.s.weaviate_host}:{node.http_port}"

@@ -89,7 +89,8 @@ def create_app(settings: Settings, role: Role) -> tuple[faust.App, Topics]:
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         app_id,
-        broker=[f"kafka://{hp}" for hp in settings.bootstrap_servers.split(",")],
+        broker=[f"kafka://{hp}" for hp in settings.kafka_access.servers],
+        broker_credentials=settings.kafka_access.faust_credentials(),
         store=STORES[settings.state_store],
         datadir=str(datadir),
         web_enabled=True,

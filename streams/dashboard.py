@@ -42,7 +42,7 @@ def register(app: faust.App, settings: Settings) -> None:
     async def follow_metrics() -> None:
         while True:
             try:
-                await follow_topic(settings.bootstrap_servers, settings.topic_metrics, on_snapshots, asyncio.Event(),
+                await follow_topic(settings.kafka_access, settings.topic_metrics, on_snapshots, asyncio.Event(),
                                    since=time.time() - HISTORY_SECONDS)
             except Exception as exc:  # noqa: BLE001 - the feed must outlive a broker hiccup
                 log.warning("metrics_feed_retrying", error=f"{type(exc).__name__}: {exc}")

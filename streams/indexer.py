@@ -81,8 +81,8 @@ def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexe
     # Record classes.
     states = StateTable(app.Table("doc-state", partitions=settings.topic_partitions, help="DocState per document"),
                         fence)
-    reader = LogReader(settings.bootstrap_servers, settings.topic_changes)
-    lag_reader = LogReader(settings.bootstrap_servers, settings.topic_changes)  # never waits on ``busy``
+    reader = LogReader(settings.kafka_access, settings.topic_changes)
+    lag_reader = LogReader(settings.kafka_access, settings.topic_changes)  # never waits on ``busy``
     busy = asyncio.Lock()  # a batch, a read-back and a sweep never run at once
     last_seen: dict[int, tuple[int, int]] = {}  # partition -> (position, end offset) at the last check
     bases: dict[int, int] = {}  # partition -> start when no position is stored yet

@@ -100,7 +100,7 @@ def register(app: faust.App, topics: Topics, settings: Settings, searcher: Searc
     async def follow_applied() -> None:
         while True:
             try:
-                await follow_topic(settings.bootstrap_servers, settings.topic_applied, on_applied, caught_up)
+                await follow_topic(settings.kafka_access, settings.topic_applied, on_applied, caught_up)
             except Exception as exc:  # noqa: BLE001 - the feed must outlive a broker hiccup
                 log.warning("applied_feed_retrying", error=f"{type(exc).__name__}: {exc}")
                 await asyncio.sleep(2)
@@ -140,7 +140,7 @@ def register(app: faust.App, topics: Topics, settings: Settings, searcher: Searc
     async def _golden() -> dict[str, dict[str, float]]:
         if not golden:
             dataset = load_dataset(Path(settings.golden_dir))
-            golden.append((SearchClient(settings.bootstrap_servers, request_topic=settings.topic_requests,
+            golden.append((SearchClient(settings.kafka_access, request_topic=settings.topic_requests,
                                         reply_topic=settings.topic_replies), dataset))
         client, dataset = golden[0]
         modes = [m.strip() for m in settings.golden_modes.split(",") if m.strip()]

@@ -71,7 +71,7 @@ def build(settings: Settings, role: Role) -> faust.App:
 
 def run(settings: Settings, role: Role) -> None:
     """Run the worker in the foreground until SIGTERM/SIGINT."""
-    info = wait_for_broker(settings.bootstrap_servers, timeout=settings.start_timeout_seconds)
+    info = wait_for_broker(settings.kafka_access, timeout=settings.start_timeout_seconds)
     prepare_topics(settings, role)
     log.info("worker_starting", role=role, kafka=settings.bootstrap_servers, kafka_version=info.api_version,
              weaviate=settings.weaviate_url, collection=settings.collection)
@@ -92,16 +92,16 @@ def prepare_topics(settings: Settings, role: Role) -> None:
     """
     check_topics(settings)  # before creating any: a refused layout gets nothing new beside it
     names = [*settings.topics(), *([state_changelog(settings.consumer_group_prefix)] if role == "indexer" else [])]
-    ensure_topics(settings.bootstrap_servers, names, partitions=settings.topic_partitions,
+    ensure_topics(settings.kafka_access, names, partitions=settings.topic_partitions,
                   replication=settings.topic_replication,
                   compacted=[settings.topic_applied, state_changelog(settings.consumer_group_prefix)])
-    wait_for_topics(settings.bootstrap_servers, names, timeout=settings.start_timeout_seconds)
+    wait_for_topics(settings.kafka_access, names, timeout=settings.start_timeout_seconds)
 
 
 def check_topics(settings: Settings) -> None:
     """Refuse to start (:class:`ConfigError`) on topics laid out for other settings."""
     changelog = state_changelog(settings.consumer_group_prefix)
-    facts = describe_topics(settings.bootstrap_servers, [*settings.topics(), changelog])
+    facts = describe_topics(settings.kafka_access, [*settings.topics(), changelog])
     for warning in replication_warnings(facts, settings.topic_replication):
         log.warning("topic_under_replicated", detail=warning)
     problems = topic_problems(facts, changes=settings.topic_changes, state_changelog=changelog,

@@ -13,6 +13,7 @@ from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from freshet.errors import TransientError
+from freshet.kafka_access import KafkaAccess, access
 from workers.topology import TopicFacts
 
 log = structlog.get_logger(__name__)
@@ -31,15 +32,15 @@ class BrokerInfo:
     """The cluster's finalized ``metadata.version`` feature level (KRaft)."""
 
 
-def admin_client(bootstrap: str, *, timeout: float = 10.0) -> KafkaAdminClient:
+def admin_client(bootstrap: KafkaAccess | str, *, timeout: float = 10.0) -> KafkaAdminClient:
     try:
-        return KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="freshet-admin",
+        return KafkaAdminClient(**access(bootstrap).kafka_python(), client_id="freshet-admin",
                                 request_timeout_ms=int(timeout * 1000))
     except (KafkaError, OSError) as exc:
         raise TransientError(f"Kafka at {bootstrap} is not reachable: {exc}") from exc
 
 
-def wait_for_broker(bootstrap: str, *, timeout: float) -> BrokerInfo:
+def wait_for_broker(bootstrap: KafkaAccess | str, *, timeout: float) -> BrokerInfo:
     """Block until the broker answers cluster metadata, or raise :class:`TransientError`."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
@@ -52,7 +53,7 @@ def wait_for_broker(bootstrap: str, *, timeout: float) -> BrokerInfo:
     raise TransientError(f"Kafka at {bootstrap} not ready after {timeout:.0f}s: {last}")
 
 
-def broker_info(bootstrap: str) -> BrokerInfo:
+def broker_info(bootstrap: KafkaAccess | str) -> BrokerInfo:
     admin = admin_client(bootstrap, timeout=5.0)
     try:
         cluster = admin.describe_cluster()
@@ -70,7 +71,7 @@ def broker_info(bootstrap: str) -> BrokerInfo:
     )
 
 
-def ensure_topics(bootstrap: str, names: Iterable[str], *, partitions: int, replication: int = 1,
+def ensure_topics(bootstrap: KafkaAccess | str, names: Iterable[str], *, partitions: int, replication: int = 1,
                   compacted: Iterable[str] = ()) -> list[str]:
     """Create the missing topics with ``replication`` replicas (FRESHET_TOPIC_REPLICATION; 1 on the
     local single-broker stack); return those created.
@@ -100,7 +101,7 @@ def ensure_topics(bootstrap: str, names: Iterable[str], *, partitions: int, repl
         admin.close()
 
 
-def wait_for_topics(bootstrap: str, names: Iterable[str], *, timeout: float) -> None:
+def wait_for_topics(bootstrap: KafkaAccess | str, names: Iterable[str], *, timeout: float) -> None:
     """Block until Kafka describes every one of ``names`` with all its partitions led, or raise
     :class:`TransientError` (a topic just created can take a moment to reach every broker)."""
     wanted = set(names)
@@ -114,7 +115,7 @@ def wait_for_topics(bootstrap: str, names: Iterable[str], *, timeout: float) -> 
         time.sleep(0.5)
 
 
-def describe_topics(bootstrap: str, names: Iterable[str], *, led: bool = False) -> dict[str, TopicFacts]:
+def describe_topics(bootstrap: KafkaAccess | str, names: Iterable[str], *, led: bool = False) -> dict[str, TopicFacts]:
     """Partitions, replication and compaction of those of ``names`` that exist (with ``led``: only
     those whose every partition has a leader)."""
     admin = admin_client(bootstrap)

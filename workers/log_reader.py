@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition  # type: ignore[import-unt
 from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
 
 from freshet.errors import TransientError
+from freshet.kafka_access import KafkaAccess, access
 
 log = structlog.get_logger(__name__)
 
@@ -35,14 +36,14 @@ class LogRecord:
 class LogReader:
     """Reads ``[start, stop)`` of a partition of one topic. Connects in :meth:`start`."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: KafkaAccess | str, topic: str) -> None:
         self._bootstrap = bootstrap
         self._topic = topic
         self._consumer: AIOKafkaConsumer | None = None
 
     async def start(self) -> None:
         if self._consumer is None:
-            consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap.split(","), group_id=None,
+            consumer = AIOKafkaConsumer(**access(self._bootstrap).aiokafka(), group_id=None,
                                         enable_auto_commit=False, auto_offset_reset="earliest")
             try:
                 await consumer.start()
@@ -70,7 +71,7 @@ class LogReader:
         """The consumer group's committed offsets of these partitions (those it has)."""
         from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
 
-        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap.split(","))
+        admin = AIOKafkaAdminClient(**access(self._bootstrap).aiokafka())
         try:
             await admin.start()
             got = await admin.list_consumer_group_offsets(
@@ -127,12 +128,12 @@ class LogReader:
         return self._consumer
 
 
-async def follow_topic(bootstrap: str, topic: str, on_records: Callable[[list[LogRecord]], None],
+async def follow_topic(bootstrap: KafkaAccess | str, topic: str, on_records: Callable[[list[LogRecord]], None],
                        caught_up: asyncio.Event, *, since: float | None = None) -> None:
     """Read every partition of ``topic`` from the beginning (or from the records of time ``since``,
     in epoch seconds), forever (no consumer group), handing each fetched run of records to
     ``on_records``; set ``caught_up`` once the end offsets seen at start are reached."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap.split(","), group_id=None,
+    consumer = AIOKafkaConsumer(topic, **access(bootstrap).aiokafka(), group_id=None,
                                 enable_auto_commit=False, auto_offset_reset="earliest")
     try:
         await consumer.start()

@@ -46,8 +46,8 @@ def _token_counter() -> Callable[[str], int]:
 
 def _replay_one_by_one(settings: Settings, events: list[ChangeEvent], timeout: float = 120.0) -> float:
     """Publish each event once the previous one is applied; return the seconds it took."""
-    watcher = AppliedWatcher(settings.bootstrap_servers, settings.topic_applied)
-    publisher = DocumentPublisher(settings.bootstrap_servers, settings.topic_changes)
+    watcher = AppliedWatcher(settings.kafka_access, settings.topic_applied)
+    publisher = DocumentPublisher(settings.kafka_access, settings.topic_changes)
     started = time.monotonic()
     try:
         for ev in tqdm(events, desc="edits, one at a time", unit="event"):

@@ -62,7 +62,7 @@ def search_all(settings: Settings, queries: Mapping[str, str], *, mode: str, alp
         fields["alpha"] = alpha
     if fusion is not None and mode == "hybrid":
         fields["fusion"] = fusion
-    client = SearchClient(settings.bootstrap_servers, request_topic=settings.topic_requests,
+    client = SearchClient(settings.kafka_access, request_topic=settings.topic_requests,
                           reply_topic=settings.topic_replies, timeout=timeout)
     started = time.perf_counter()
     pending: dict[Future[SearchReply], str] = {}

@@ -84,8 +84,8 @@ class Prober:
     """Sends each edit's fenced search once the indexer acknowledged it; records when it is found."""
 
     def __init__(self, settings: Settings, deadline: float) -> None:
-        self._watcher = AppliedWatcher(settings.bootstrap_servers, settings.topic_applied)
-        self._client = SearchClient(settings.bootstrap_servers, request_topic=settings.topic_requests,
+        self._watcher = AppliedWatcher(settings.kafka_access, settings.topic_applied)
+        self._client = SearchClient(settings.kafka_access, request_topic=settings.topic_requests,
                                     reply_topic=settings.topic_replies, timeout=deadline)
         self._lock = threading.Lock()
         self._waiting: dict[int, tuple[ChangeEvent, float]] = {}
@@ -180,7 +180,7 @@ def run(base: Settings, history: Path, *, rates: Sequence[float] = RATES, second
             stack.up(["indexer", "query"])
             publish_events(settings, snapshot, wait=True, timeout=900, desc="freshness: snapshot")
             prober = Prober(settings, deadline=drain)
-            publisher = DocumentPublisher(settings.bootstrap_servers, settings.topic_changes)
+            publisher = DocumentPublisher(settings.kafka_access, settings.topic_changes)
             at = numbered = 0
             try:
                 for rate in rates:

@@ -264,7 +264,7 @@ def run(base: Settings, dataset: Path, *, rate: float = 20.0, clients: int = 8, 
         started = time.monotonic()
         publish_events(s, events, wait=True, timeout=900, desc="corpus")
         report["index_seconds"] = round(time.monotonic() - started, 1)
-        client = SearchClient(s.bootstrap_servers, request_topic=s.topic_requests, reply_topic=s.topic_replies,
+        client = SearchClient(s.kafka_access, request_topic=s.topic_requests, reply_topic=s.topic_replies,
                               timeout=REPLY_TIMEOUT)
         direct = DirectSearcher(s)
         report["load_before"] = [round(x, 2) for x in os.getloadavg()]

@@ -77,7 +77,7 @@ def _chunk_id(doc: str, i: int) -> str:
 
 def _fill(settings: Settings, n: int) -> None:
     """N states on the state changelog and N applied records (with progress) on the applied topic."""
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers.split(","), acks="all", linger_ms=20,
+    producer = KafkaProducer(**settings.kafka_access.kafka_python(), acks="all", linger_ms=20,
                              batch_size=256 * 1024, compression_type=None)
     now = datetime.now(UTC)
     changelog = state_changelog(settings.consumer_group_prefix)
@@ -181,7 +181,7 @@ def run(base: Settings, documents: int, view_docs: int, home: Path) -> Figures:
     settings = isolated(base, tag, home, delivery_check_seconds=30.0, start_timeout_seconds=600.0)
     memory = settings.model_copy(update={"state_store": "memory"})
     try:
-        ensure_topics(settings.bootstrap_servers, settings.topics(), partitions=settings.topic_partitions,
+        ensure_topics(settings.kafka_access, settings.topics(), partitions=settings.topic_partitions,
                       replication=settings.topic_replication, compacted=[settings.topic_applied])
         empty = _indexer_start(memory)  # also creates the topics and the state changelog
         query_empty = _query_start(settings)

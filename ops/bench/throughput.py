@@ -91,9 +91,9 @@ def measure(base: Settings, corpus: Path, events: int, indexers: int, home: Path
     settings = isolated(base, f"bench-tput-{uuid.uuid4().hex[:8]}", home / f"n{indexers}",
                         start_timeout_seconds=600.0)
     workers = _indexers(settings, indexers, settings.home)
-    ensure_topics(settings.bootstrap_servers, settings.topics(), partitions=settings.topic_partitions,
+    ensure_topics(settings.kafka_access, settings.topics(), partitions=settings.topic_partitions,
                   replication=settings.topic_replication, compacted=[settings.topic_applied])
-    watcher = AppliedWatcher(settings.bootstrap_servers, settings.topic_applied)
+    watcher = AppliedWatcher(settings.kafka_access, settings.topic_applied)
     try:
         publish_events(settings, evs, wait=False, timeout=0, desc=f"publishing for {indexers} indexer(s)")
         started = time.monotonic()

@@ -21,6 +21,7 @@ import httpx
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from freshet.client import SearchClient
+from freshet.kafka_access import KafkaAccess, access
 from freshet.settings import Settings
 from schemas.applied import AppliedRecord, ProgressRecord, parse_applied
 from schemas.change import document_key
@@ -104,8 +105,8 @@ class AppliedFollower(_Loop):
         return at
 
 
-def _assigned(bootstrap: str, topic: str) -> KafkaConsumer:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), enable_auto_commit=False, group_id=None,
+def _assigned(bootstrap: KafkaAccess | str, topic: str) -> KafkaConsumer:
+    consumer = KafkaConsumer(**access(bootstrap).kafka_python(), enable_auto_commit=False, group_id=None,
                              client_id="chaos", max_partition_fetch_bytes=8 * 1024 * 1024)
     parts = consumer.partitions_for_topic(topic)
     if not parts:
@@ -238,7 +239,7 @@ class Publisher:
     failures: list[str] = field(default_factory=list)
 
     def producer(self) -> KafkaProducer:
-        return KafkaProducer(bootstrap_servers=self.settings.bootstrap_servers.split(","), acks="all",
+        return KafkaProducer(**self.settings.kafka_access.kafka_python(), acks="all",
                              enable_idempotence=True, linger_ms=5, max_request_size=8 * 1024 * 1024,
                              delivery_timeout_ms=300_000, max_block_ms=300_000, client_id="chaos-publisher")
 
@@ -287,7 +288,7 @@ class Publisher:
 
 
 def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers.split(","), group_id=None,
+    consumer = KafkaConsumer(**settings.kafka_access.kafka_python(), group_id=None,
                              enable_auto_commit=False, client_id="chaos")
     try:
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]

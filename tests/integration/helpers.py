@@ -25,7 +25,7 @@ def publish_and_wait(settings: Settings, events: list[ChangeEvent], timeout: flo
 
 def send_raw(settings: Settings, topic: str, key: bytes | None, value: bytes | None,
              headers: list[tuple[str, bytes]] | None = None) -> None:
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers.split(","), acks="all")
+    producer = KafkaProducer(**settings.kafka_access.kafka_python(), acks="all")
     try:
         producer.send(topic, key=key, value=value, headers=headers or []).get(timeout=30)
     finally:
@@ -35,7 +35,7 @@ def send_raw(settings: Settings, topic: str, key: bytes | None, value: bytes | N
 def read_topic(settings: Settings, topic: str, *, count: int = 1, where: Callable[[Any], bool] = lambda r: True,
                timeout: float = 60.0) -> list[Any]:
     """Read ``topic`` from the beginning until ``count`` records match ``where`` (fail after ``timeout``)."""
-    consumer = KafkaConsumer(topic, bootstrap_servers=settings.bootstrap_servers.split(","),
+    consumer = KafkaConsumer(topic, **settings.kafka_access.kafka_python(),
                              auto_offset_reset="earliest", enable_auto_commit=False, group_id=None)
     records: list[Any] = []
     deadline = time.monotonic() + timeout
