@@ -26,3 +26,12 @@ def test_pinned_versions_agree_everywhere() -> None:
     assert re.search(r"<kafka.version>(.+?)</kafka.version>", pom).group(1) == KAFKA_VERSION  # type: ignore[union-attr]
     assert f"apache/kafka:{KAFKA_VERSION}" in compose
     assert f"semitechnologies/weaviate:{WEAVIATE_VERSION.lstrip('v')}" in compose
+
+
+def test_docker_compose_publishes_every_port_on_the_loopback_unless_asked() -> None:
+    compose = (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
+    published = re.findall(r'^\s+- "([^"]*:\d+:\d+)"\s*$', compose, flags=re.M)
+    assert len(published) >= 7, published  # kafka, weaviate http + grpc, two workers, prometheus, grafana
+    bare = [p for p in published if not p.startswith("${FRESHET_PUBLISH_HOST:-127.0.0.1}:")]
+    assert not bare, f"published beyond the host by default: {bare}"
+    assert not re.findall(r'^\s+- "\d+:\d+"\s*$', compose, flags=re.M)
