@@ -84,6 +84,8 @@ class KafkaNode:
     index: int
     port: int
     controller_port: int
+    tls_port: int = 0
+    """A secured broker's mutual-TLS client listener (0: none; ops/secure.py)."""
 
     @property
     def name(self) -> str:
@@ -241,7 +243,7 @@ def plan(s: Settings, shape: Shape, saved: Layout | None, ports: Ports, *,
     ports.reserve(s.kafka_port, s.kafka_controller_port, s.weaviate_http_port, s.weaviate_grpc_port,
                   s.indexer_web_port, s.query_web_port)
     if saved:
-        ports.reserve(*(p for n in saved.kafka for p in (n.port, n.controller_port)),
+        ports.reserve(*(p for n in saved.kafka for p in (n.port, n.controller_port, n.tls_port) if p),
                       *(p for n in saved.weaviate for p in (n.http_port, n.grpc_port, n.gossip_port, n.data_port,
                                                               n.raft_port, n.raft_rpc_port)),
                       *(w.web_port for w in saved.workers))
@@ -252,6 +254,12 @@ def plan(s: Settings, shape: Shape, saved: Layout | None, ports: Ports, *,
     for i in range(2, shape.brokers + 1):
         kafka.append(old_k.get(i) or KafkaNode(i, ports.near(near_k, 9092 + 2 * (i - 1)),
                                                ports.near(near_k, 9093 + 2 * (i - 1))))
+    if shape.secure:  # each broker's mutual-TLS listener: 9192, 9194, ... by default, kept once given
+        def tls(n: KafkaNode) -> int:
+            kept = old_k[n.index].tls_port if n.index in old_k else 0
+            return kept or ports.near(near_k, 9192 + 2 * (n.index - 1))
+
+        kafka = [replace(n, tls_port=tls(n)) for n in kafka]
 
     default_w = s.weaviate_http_port == 8080
     if default_w:
@@ -342,7 +350,7 @@ def kafka_properties(s: Settings, layout: Layout, node: KafkaNode, data: Path, s
     if secrets is not None:
         from ops import secure
 
-        listeners = secure.listener_properties(secrets, host, node.port, node.controller_port)
+        listeners = secure.listener_properties(secrets, host, node.port, node.controller_port, node.tls_port)
     else:
         listeners = [
             f"listeners=PLAINTEXT://{host}:{node.port},CONTROLLER://{host}:{node.controller_port}",

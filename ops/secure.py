@@ -175,15 +175,18 @@ def format_args(s: Secrets) -> list[str]:
     return out
 
 
-def listener_properties(s: Secrets, host: str, port: int, controller_port: int) -> list[str]:
-    """``server.properties`` lines of a secured broker (and controller)."""
+def listener_properties(s: Secrets, host: str, port: int, controller_port: int, tls_port: int = 0) -> list[str]:
+    """``server.properties`` lines of a secured broker (and controller): SASL_SSL on ``port``, and
+    with ``tls_port`` a mutual-TLS client listener there (principal: the certificate's CN)."""
     jaas = (f'org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" '
             f'password="{s.password("admin")}";')
+    mtls = f",SSL://{host}:{tls_port}" if tls_port else ""
     return [
-        f"listeners=SASL_SSL://{host}:{port},CONTROLLER://{host}:{controller_port}",
-        f"advertised.listeners=SASL_SSL://{host}:{port}",
+        f"listeners=SASL_SSL://{host}:{port}{mtls},CONTROLLER://{host}:{controller_port}",
+        f"advertised.listeners=SASL_SSL://{host}:{port}{mtls}",
         "controller.listener.names=CONTROLLER",
-        "listener.security.protocol.map=CONTROLLER:SSL,SASL_SSL:SASL_SSL",
+        "listener.security.protocol.map=CONTROLLER:SSL,SASL_SSL:SASL_SSL" + (",SSL:SSL" if tls_port else ""),
+        *(["listener.name.ssl.ssl.client.auth=required"] if tls_port else []),
         "inter.broker.listener.name=SASL_SSL",
         f"sasl.enabled.mechanisms={SCRAM}",
         f"sasl.mechanism.inter.broker.protocol={SCRAM}",

@@ -186,6 +186,8 @@ class Stack:
                 continue  # started, not ready yet: wait for it below
             self._check_port_free(node.name, s.kafka_host, node.port)
             self._check_port_free(node.name, s.kafka_host, node.controller_port)
+            if node.tls_port and self.secrets is not None:
+                self._check_port_free(node.name, s.kafka_host, node.tls_port)
             props = self._write_kafka_config(node)
             if not (props.parent / "data" / "meta.properties").exists():
                 scram = secure.format_args(self.secrets) if self.secrets else []
@@ -377,7 +379,7 @@ class Stack:
         who = "" if single else f"node {node.index}, "
         secured = f", secured: {s.kafka_access.describe()}" if s.kafka_access.security_protocol != "PLAINTEXT" else ""
         if self.secrets is not None:
-            secured += ", ACLs on"
+            secured += ", ACLs on" + (f", mutual TLS on :{node.tls_port}" if node.tls_port else "")
         return (f"Kafka {info.api_version} (from ApiVersions; metadata.version level {info.metadata_version}) "
                 f"at {bootstrap}, {who}cluster {info.cluster_id}, {info.brokers} broker(s){secured}")
 

@@ -125,6 +125,24 @@ def test_each_role_writes_only_where_its_acls_allow(secured: Secured) -> None:
     _send(_as(s, "searcher"), t.topic_requests)
 
 
+def test_mutual_tls_is_the_alternative_with_the_certificate_naming_the_role(secured: Secured) -> None:
+    s = secured
+    layout = cluster.load(s.base.home)
+    assert layout is not None and layout.kafka[0].tls_port
+    at = f"{s.base.kafka_host}:{layout.kafka[0].tls_port}"
+
+    def cert(role: str) -> KafkaAccess:
+        return KafkaAccess(at, "SSL", ssl_cafile=str(s.secrets.ca), ssl_certfile=str(s.secrets.cert(role)),
+                           ssl_keyfile=str(s.secrets.key(role)))
+
+    assert _refusal(cert("searcher")) == ""
+    assert _refusal(KafkaAccess(at, "SSL", ssl_cafile=str(s.secrets.ca))) != "", "no client certificate: refused"
+    _send(cert("searcher"), s.admin.topic_requests)  # the certificate's CN is the principal, with its ACLs
+    with pytest.raises(TopicAuthorizationFailedError):
+        _send(cert("searcher"), s.admin.topic_changes)
+    _send(cert("producer"), s.admin.topic_changes)
+
+
 def test_the_workers_run_as_their_own_users_and_a_search_round_trip_works(secured: Secured) -> None:
     s = secured
     broker_log = s.base.home / "logs" / "kafka.log"

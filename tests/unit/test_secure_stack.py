@@ -42,8 +42,9 @@ def test_a_secured_broker_listens_only_with_tls_and_authorizes_every_request(tmp
     s = Settings(home=tmp_path)
     layout = cluster.plan(s, Shape(secure=True), None, _ports())
     props = _props(cluster.kafka_properties(s, layout, layout.kafka[0], tmp_path / "data", secrets))
-    assert props["listeners"] == "SASL_SSL://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093"
-    assert props["listener.security.protocol.map"] == "CONTROLLER:SSL,SASL_SSL:SASL_SSL"
+    assert props["listeners"] == "SASL_SSL://127.0.0.1:9092,SSL://127.0.0.1:9192,CONTROLLER://127.0.0.1:9093"
+    assert props["listener.security.protocol.map"] == "CONTROLLER:SSL,SASL_SSL:SASL_SSL,SSL:SSL"
+    assert props["listener.name.ssl.ssl.client.auth"] == "required", "the TLS listener wants a client certificate"
     assert "PLAINTEXT" not in props["listeners"] + props["advertised.listeners"]
     assert props["authorizer.class.name"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
     assert props["allow.everyone.if.no.acl.found"] == "false"
@@ -52,6 +53,15 @@ def test_a_secured_broker_listens_only_with_tls_and_authorizes_every_request(tmp
     assert plain["listeners"].startswith("PLAINTEXT://") and "authorizer.class.name" not in plain
     args = secure.format_args(secrets)
     assert args.count("--add-scram") == len(secure.ROLES)
+
+
+def test_the_mutual_tls_port_is_given_once_and_kept(tmp_path: Path) -> None:
+    s = Settings(home=tmp_path)
+    first = cluster.plan(s, Shape(brokers=2, secure=True), None, _ports())
+    assert [n.tls_port for n in first.kafka] == [9192, 9194]
+    again = cluster.plan(s, Shape(brokers=2, secure=True), cluster.Layout.from_json(first.to_json()), _ports())
+    assert again.kafka == first.kafka
+    assert [n.tls_port for n in cluster.plan(s, Shape(brokers=2), None, _ports()).kafka] == [0, 0]
 
 
 def test_each_role_gets_only_the_rights_it_needs(tmp_path: Path) -> None:
