@@ -96,6 +96,13 @@ class Settings(BaseSettings):
     weaviate_host: str = Field("127.0.0.1", description="Weaviate host (HTTP and gRPC).")
     weaviate_http_port: int = Field(8080, description="Weaviate REST port.")
     weaviate_grpc_port: int = Field(50051, description="Weaviate gRPC port.")
+    weaviate_api_key: SecretStr = Field(SecretStr(""), description=(
+        "API key sent to Weaviate (Authorization: Bearer, REST and gRPC); empty: anonymous. The indexer's needs "
+        "data and collection rights, the query worker's only read rights (docs/security.md). Never logged."))
+    weaviate_http_secure: bool = Field(False, description=(
+        "HTTPS to Weaviate's REST port (Weaviate behind a TLS-terminating proxy, or started with --tls-*)."))
+    weaviate_grpc_secure: bool = Field(False, description=(
+        "TLS to Weaviate's gRPC port (a TLS-terminating proxy, or Weaviate's GRPC_CERT_FILE / GRPC_KEY_FILE)."))
     weaviate_failover: str = Field(
         "", description="Other nodes of the same Weaviate cluster, host:http_port:grpc_port, comma-separated: a worker "
                         "whose node stops answering moves to the next of them (and on round). The local cluster "
@@ -301,7 +308,13 @@ class Settings(BaseSettings):
 
     @cached_property
     def weaviate_url(self) -> str:
-        return f"http://{self.weaviate_host}:{self.weaviate_http_port}"
+        return f"{'https' if self.weaviate_http_secure else 'http'}://{self.weaviate_host}:{self.weaviate_http_port}"
+
+    @property
+    def weaviate_headers(self) -> dict[str, str]:
+        """HTTP headers of a REST call to Weaviate (the API key, if any)."""
+        key = self.weaviate_api_key.get_secret_value()
+        return {"Authorization": f"Bearer {key}"} if key else {}
 
     @cached_property
     def reply_topics_glob(self) -> str:

@@ -18,7 +18,7 @@ from workers.fencing import GENERATION_HEADER, WRITER_HEADER, fence_violations, 
 from workers.planning import DocState, Sourced
 from workers.topology import state_changelog
 from workers.verification import Expected, StoredObject, applicable_versions, compare, expected_documents
-from workers.weaviate_store import VECTOR_NAME, sync_client
+from workers.weaviate_store import VECTOR_NAME, client_for
 
 
 def state_topic(settings: Settings) -> str:
@@ -58,7 +58,7 @@ def read_states(settings: Settings, written: list[tuple[int, int, str | None, st
 
 
 def read_objects(settings: Settings, *, vectors: bool) -> tuple[list[StoredObject], dict[str, list[float]]]:
-    client = sync_client(settings.weaviate_host, settings.weaviate_http_port, settings.weaviate_grpc_port)
+    client = client_for(settings)
     objects: list[StoredObject] = []
     vecs: dict[str, list[float]] = {}
     try:

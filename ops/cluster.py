@@ -327,6 +327,7 @@ def worker_env(s: Settings, layout: Layout, worker: Worker) -> dict[str, str]:
         if found is not None:
             env["FRESHET_KAFKA_SASL_USERNAME"] = worker.role
             env["FRESHET_KAFKA_SASL_PASSWORD"] = found.password(worker.role)
+            env["FRESHET_WEAVIATE_API_KEY"] = found.weaviate_key(worker.role)
     env[f"FRESHET_{worker.role.upper()}_WEB_PORT"] = str(worker.web_port)
     env["FRESHET_WORKER_INSTANCE"] = worker.name
     first = (worker.index - 1) % len(layout.weaviate)
@@ -382,7 +383,8 @@ def kafka_properties(s: Settings, layout: Layout, node: KafkaNode, data: Path, s
     ])
 
 
-def weaviate_env(s: Settings, layout: Layout, node: WeaviateNode, data: Path) -> dict[str, str]:
+def weaviate_env(s: Settings, layout: Layout, node: WeaviateNode, data: Path,
+                 secrets: Secrets | None = None) -> dict[str, str]:
     """The environment of Weaviate node ``node`` (without the inherited process environment).
 
     Several nodes on one host need ``CLUSTER_IN_LOCALHOST``: Raft then takes each node's Raft port
@@ -415,6 +417,10 @@ def weaviate_env(s: Settings, layout: Layout, node: WeaviateNode, data: Path) ->
         env["CLUSTER_IN_LOCALHOST"] = "true"
         if node.index != 1:
             env["CLUSTER_JOIN"] = f"127.0.0.1:{nodes[0].gossip_port}"
+    if secrets is not None:
+        from ops import secure
+
+        env.update(secure.weaviate_env(secrets))
     return env
 
 

@@ -9,7 +9,10 @@ Everything is generated on the machine on first use, under ``<home>/secure`` (mo
 * ``<role>.pem`` / ``<role>.key``: a client certificate per role (principal = the role), for mutual
   TLS instead of SASL;
 * ``users.json``: a random password per role (``admin``, ``indexer``, ``query``, ``producer``,
-  ``searcher``), created as SCRAM-SHA-512 users when the broker's log directory is formatted.
+  ``searcher``), created as SCRAM-SHA-512 users when the broker's log directory is formatted;
+* ``weaviate.json``: Weaviate's API keys (``admin``: root; ``indexer``: the role ``freshet-indexer``,
+  data and schema of the collection; ``query``: ``freshet-query``, read only) and the password of its
+  internal cluster API.
 
 The broker's client listener is ``SASL_SSL`` (SCRAM-SHA-512 over TLS); inter-broker traffic uses the
 same listener as ``admin``; the KRaft controller listener is TLS with client certificates. The
@@ -39,6 +42,9 @@ ROLES = ("admin", "indexer", "query", "producer", "searcher")
 SCRAM = "SCRAM-SHA-512"
 BROKER_PRINCIPAL = "broker"
 SUPER_USERS = ("admin", BROKER_PRINCIPAL)
+#: Weaviate's API-key users (``admin`` is its root user) and ``cluster``, its internal API's password.
+WEAVIATE_USERS = ("admin", "indexer", "query", "cluster")
+WEAVIATE_ROLES = {"indexer": "freshet-indexer", "query": "freshet-query"}
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,8 @@ class Secrets:
 
     dir: Path
     passwords: dict[str, SecretStr]
+    weaviate_keys: dict[str, SecretStr]
+    """Weaviate API keys of ``admin``, ``indexer`` and ``query``; ``cluster``: its internal API's password."""
 
     @property
     def ca(self) -> Path:
@@ -66,6 +74,13 @@ class Secrets:
     def password(self, role: str) -> str:
         return self.passwords[role].get_secret_value()
 
+    def weaviate_key(self, role: str) -> str:
+        return self.weaviate_keys[role].get_secret_value()
+
+    def all_secrets(self) -> list[str]:
+        """Every password and key (to check that none leaks)."""
+        return [v.get_secret_value() for v in (*self.passwords.values(), *self.weaviate_keys.values())]
+
 
 def secure_dir(home: Path) -> Path:
     return home / "secure"
@@ -76,9 +91,11 @@ def load(home: Path) -> Secrets | None:
     d = secure_dir(home)
     try:
         raw = json.loads((d / "users.json").read_text(encoding="utf-8"))
+        keys = json.loads((d / "weaviate.json").read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
-    return Secrets(d, {role: SecretStr(pw) for role, pw in raw.items()})
+    return Secrets(d, {role: SecretStr(pw) for role, pw in raw.items()},
+                   {role: SecretStr(k) for role, k in keys.items()})
 
 
 def ensure(home: Path) -> Secrets:
@@ -87,6 +104,12 @@ def ensure(home: Path) -> Secrets:
     if found is not None:
         return found
     d = secure_dir(home)
+    if (d / "users.json").exists():  # secured before Weaviate was: its keys only
+        _write(d / "weaviate.json", json.dumps({r: secrets.token_urlsafe(32) for r in WEAVIATE_USERS}, indent=2)
+               + "\n", private=True)
+        again = load(home)
+        assert again is not None
+        return again
     d.mkdir(parents=True, exist_ok=True)
     d.chmod(0o700)
     ca_key, ca_cert = _ca()
@@ -99,8 +122,10 @@ def ensure(home: Path) -> Secrets:
         _write(d / f"{role}.key", _key_pem(key), private=True)
         _write(d / f"{role}.pem", _cert_pem(cert))
     passwords = {role: secrets.token_urlsafe(24) for role in ROLES}
+    keys = {role: secrets.token_urlsafe(32) for role in WEAVIATE_USERS}
+    _write(d / "weaviate.json", json.dumps(keys, indent=2) + "\n", private=True)
     _write(d / "users.json", json.dumps(passwords, indent=2) + "\n", private=True)
-    return Secrets(d, {r: SecretStr(p) for r, p in passwords.items()})
+    return Secrets(d, {r: SecretStr(p) for r, p in passwords.items()}, {r: SecretStr(k) for r, k in keys.items()})
 
 
 def _write(path: Path, text: str, *, private: bool = False) -> None:
@@ -270,11 +295,61 @@ def create_acls(admin: Any, items: Iterable[Grant]) -> int:
     return len(acls)
 
 
+# --- Weaviate -------------------------------------------------------------------------------
+def weaviate_env(s: Secrets) -> dict[str, str]:
+    """Environment of a secured Weaviate node: API keys only (no anonymous access), RBAC with
+    ``admin`` as root, and a password on the nodes' internal cluster API."""
+    users = [u for u in WEAVIATE_USERS if u != "cluster"]
+    return {
+        "AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED": "false",
+        "AUTHENTICATION_APIKEY_ENABLED": "true",
+        "AUTHENTICATION_APIKEY_ALLOWED_KEYS": ",".join(s.weaviate_key(u) for u in users),
+        "AUTHENTICATION_APIKEY_USERS": ",".join(users),
+        "AUTHORIZATION_RBAC_ENABLED": "true",
+        "AUTHORIZATION_RBAC_ROOT_USERS": "admin",
+        "CLUSTER_BASIC_AUTH_USERNAME": "freshet-cluster",
+        "CLUSTER_BASIC_AUTH_PASSWORD": s.weaviate_key("cluster"),
+    }
+
+
+def weaviate_permissions(collection: str) -> dict[str, list[Any]]:
+    """Each Weaviate role's permissions on ``collection`` and every collection named from it
+    (``collection*``: later generations of it)."""
+    from weaviate.classes.rbac import Permissions
+
+    pattern = f"{collection}*"
+    return {
+        "freshet-indexer": [
+            Permissions.collections(collection=pattern, create_collection=True, read_config=True, update_config=True),
+            Permissions.data(collection=pattern, create=True, read=True, update=True, delete=True),
+            Permissions.tenants(collection=pattern, create=True, read=True, update=True, delete=True),
+        ],
+        "freshet-query": [
+            Permissions.collections(collection=pattern, read_config=True),
+            Permissions.data(collection=pattern, read=True),
+            Permissions.tenants(collection=pattern, read=True),
+        ],
+    }
+
+
+def grant_weaviate(client: Any, collection: str) -> None:
+    """Create the roles (if missing) and give them to the indexer's and query worker's keys (as root)."""
+    for role, permissions in weaviate_permissions(collection).items():
+        if client.roles.exists(role):
+            client.roles.add_permissions(permissions=permissions, role_name=role)
+        else:
+            client.roles.create(role_name=role, permissions=permissions)
+    for user, role in WEAVIATE_ROLES.items():
+        client.users.db.assign_roles(user_id=user, role_names=[role])
+
+
 # --- what clients use -------------------------------------------------------------------------
 def client_settings(s: Secrets, role: str) -> dict[str, object]:
-    """Settings updates with which a process of ``role`` reaches the secured broker (SASL_SSL)."""
+    """Settings updates with which a process of ``role`` reaches the secured broker (SASL_SSL) and
+    Weaviate (its key; the admin's for a role with none of its own)."""
     return {"kafka_security_protocol": "SASL_SSL", "kafka_sasl_mechanism": SCRAM, "kafka_sasl_username": role,
-            "kafka_sasl_password": s.passwords[role], "kafka_ssl_cafile": str(s.ca)}
+            "kafka_sasl_password": s.passwords[role], "kafka_ssl_cafile": str(s.ca),
+            "weaviate_api_key": s.weaviate_keys[role if role in WEAVIATE_ROLES else "admin"]}
 
 
 def mtls_settings(s: Secrets, role: str) -> dict[str, object]:

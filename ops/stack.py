@@ -68,9 +68,9 @@ def drop_pipeline(s: Settings) -> None:
     (its own topics and the Faust internals: state changelog, leader topic)."""
     from kafka import KafkaAdminClient
 
-    from workers.weaviate_store import sync_client
+    from workers.weaviate_store import client_for
 
-    client = sync_client(s.weaviate_host, s.weaviate_http_port, s.weaviate_grpc_port)
+    client = client_for(s)
     try:
         client.collections.delete(s.collection)
     finally:
@@ -129,6 +129,8 @@ class Stack:
                           compacted=[self.s.topic_applied])
         if "weaviate" in wanted:
             self._start_weaviate()
+            if self.secrets is not None:
+                self._grant_weaviate()
             if self.shape.weaviate_nodes > 1:
                 self._ensure_collection()
         workers = [w for w in self.layout.workers if w.role in wanted]
@@ -251,7 +253,7 @@ class Stack:
                 self._check_port_free(node.name, s.weaviate_host, port)
             data = self.home / node.name / "data"
             data.mkdir(parents=True, exist_ok=True)
-            env = {**os.environ, **cluster.weaviate_env(s, self.layout, node, data)}
+            env = {**os.environ, **cluster.weaviate_env(s, self.layout, node, data, self.secrets)}
             procs.spawn([str(binary), "--host", s.weaviate_host, "--port", str(node.http_port), "--scheme", "http"],
                         log=self.log_path(node.name), pidfile=self._pidfile(node.name), env=env)
         self._wait([n.name for n in todo])
@@ -259,10 +261,24 @@ class Stack:
             want = len(self.layout.weaviate)
             self._wait_until("weaviate", lambda: self._healthy_weaviate_nodes() == want, f"{want} healthy nodes")
 
+    def _grant_weaviate(self) -> None:
+        """Give the indexer's and the query worker's API keys their roles (idempotent)."""
+        from workers.weaviate_store import client_for
+
+        try:
+            client = client_for(self.s)
+            try:
+                secure.grant_weaviate(client, self.s.collection)
+            finally:
+                client.close()
+        except Exception as exc:  # noqa: BLE001 - whatever Weaviate answered stops the start
+            raise StackError(f"giving the Weaviate API keys their roles failed: {exc}", service="weaviate") from exc
+        log.info("weaviate_roles", roles=sorted(secure.WEAVIATE_ROLES.values()), collection=f"{self.s.collection}*")
+
     def _healthy_weaviate_nodes(self, node: WeaviateNode | None = None) -> int:
         url = f"http://{self.s.weaviate_host}:{(node or self.layout.weaviate[0]).http_port}/v1/nodes"
         try:
-            nodes = httpx.get(url, timeout=5.0).json().get("nodes", [])
+            nodes = httpx.get(url, timeout=5.0, headers=self.s.weaviate_headers).json().get("nodes", [])
         except (httpx.HTTPError, ValueError):
             return 0
         return sum(1 for n in nodes if n.get("status") == "HEALTHY")
@@ -270,14 +286,10 @@ class Stack:
     def _ensure_collection(self) -> None:
         """Create the collection with the cluster's replication factor before any worker can create
         it with another one (a running worker only checks it)."""
-        from workers.weaviate_store import WeaviateChunkStore
+        from workers.weaviate_store import store_for
 
         s = self.s
-        store = WeaviateChunkStore(host=s.weaviate_host, http_port=s.weaviate_http_port,
-                                   grpc_port=s.weaviate_grpc_port, collection=s.collection,
-                                   metadata_fields=s.metadata_schema, replication_factor=s.weaviate_replication_factor,
-                                   consistency=s.weaviate_consistency, bm25_k1=s.bm25_k1, bm25_b=s.bm25_b,
-                                   hnsw=s.hnsw)
+        store = store_for(s, timeout=30.0, failover=())
 
         async def run() -> None:
             await store.start()
@@ -388,8 +400,10 @@ class Stack:
         ready = httpx.get(f"{base}/v1/.well-known/ready", timeout=2.0)
         if ready.status_code != 200:
             raise ValueError(f"not ready (HTTP {ready.status_code})")
-        meta = httpx.get(f"{base}/v1/meta", timeout=2.0).json()
+        meta = httpx.get(f"{base}/v1/meta", timeout=2.0, headers=self.s.weaviate_headers).json()
         detail = f"Weaviate {meta['version']} at {base} (gRPC :{node.grpc_port})"
+        if self.secrets is not None:
+            detail += ", secured: API keys and roles"
         if len(self.layout.weaviate) > 1:
             healthy = self._healthy_weaviate_nodes(node)
             detail += f", {node.hostname}, {healthy} of {len(self.layout.weaviate)} nodes healthy"

@@ -25,7 +25,7 @@ from workers.search import Searcher
 from workers.stats import IndexerStats, QueryStats
 from workers.telemetry import SnapshotBuilder
 from workers.topology import replication_warnings, state_changelog, topic_problems
-from workers.weaviate_store import WeaviateChunkStore
+from workers.weaviate_store import store_for
 
 log = structlog.get_logger(__name__)
 
@@ -34,15 +34,7 @@ def build(settings: Settings, role: Role) -> faust.App:
     """The Faust app of ``role`` with its agents, adapters and web pages."""
     app, topics = create_app(settings, role)
     embedder = SentenceTransformerEmbedder.for_settings(settings)
-    store = WeaviateChunkStore(host=settings.weaviate_host, http_port=settings.weaviate_http_port,
-                               grpc_port=settings.weaviate_grpc_port, collection=settings.collection,
-                               metadata_fields=settings.metadata_schema,
-                               replication_factor=settings.weaviate_replication_factor,
-                               consistency=settings.weaviate_consistency, timeout=settings.weaviate_timeout_seconds,
-                               failover=settings.weaviate_nodes[1:], bm25_k1=settings.bm25_k1,
-                               bm25_b=settings.bm25_b, keyword_operator=settings.keyword_operator,
-                               fusion=settings.hybrid_fusion, hybrid_candidates=settings.hybrid_candidates,
-                               hnsw=settings.hnsw)
+    store = store_for(settings)
     health = web.Health(role)
     instance = f"{role}@{socket.gethostname()}:{os.getpid()}"
     if role == "indexer":

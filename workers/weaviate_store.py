@@ -18,15 +18,16 @@ import contextlib
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 import weaviate
 import weaviate.classes as wvc
-from weaviate.classes.init import AdditionalConfig, Timeout
+from weaviate.classes.init import AdditionalConfig, Auth, Timeout
 from weaviate.collections import CollectionAsync
 from weaviate.collections.classes.config import VectorIndexConfigHNSW
 from weaviate.exceptions import (
+    InsufficientPermissionsError,
     UnexpectedStatusCodeError,
     WeaviateBaseError,
     WeaviateConnectionError,
@@ -35,7 +36,7 @@ from weaviate.exceptions import (
     WeaviateTimeoutError,
 )
 
-from freshet.errors import StoreError, StoreUnavailableError
+from freshet.errors import ConfigError, StoreError, StoreUnavailableError
 from schemas.search import BUILTIN_FILTER_FIELDS, AllOf, AnyOf, Condition, Filter
 from workers import metrics
 from workers.analysis import analyzed_query, keyword_text
@@ -52,6 +53,9 @@ from workers.weaviate_faults import (
     message_of,
     store_fault,
 )
+
+if TYPE_CHECKING:
+    from freshet.settings import Settings
 
 log = structlog.get_logger(__name__)
 E = TypeVar("E", bound=StoreError | StoreUnavailableError)
@@ -129,7 +133,10 @@ class WeaviateChunkStore:
                  consistency: str = "QUORUM", timeout: float = 30.0,
                  failover: Sequence[tuple[str, int, int]] = (), bm25_k1: float = 1.2, bm25_b: float = 0.75,
                  keyword_operator: str = "or", fusion: str = "relative_score", hybrid_candidates: int = 50,
-                 hnsw: HnswConfig | None = None) -> None:
+                 hnsw: HnswConfig | None = None, api_key: str = "", http_secure: bool = False,
+                 grpc_secure: bool = False) -> None:
+        self._auth = Auth.api_key(api_key) if api_key else None
+        self._secure = (http_secure, grpc_secure)
         self._metadata_fields = dict(metadata_fields or {})
         self._hnsw = hnsw or HnswConfig()
         self._bm25 = (bm25_k1, bm25_b)
@@ -200,22 +207,34 @@ class WeaviateChunkStore:
         checked through it (a failover skips that: the schema is the cluster's, done at start, and
         schema calls may wait for a new Raft leader when the node left behind led it)."""
         client = weaviate.use_async_with_custom(
-            http_host=host, http_port=http_port, http_secure=False,
-            grpc_host=host, grpc_port=grpc_port, grpc_secure=False,
+            http_host=host, http_port=http_port, http_secure=self._secure[0],
+            grpc_host=host, grpc_port=grpc_port, grpc_secure=self._secure[1], auth_credentials=self._auth,
             additional_config=AdditionalConfig(timeout=Timeout(init=10, query=self._timeout, insert=self._timeout)),
         )
         try:
             try:
                 await client.connect()
+            except InsufficientPermissionsError:
+                raise
+            except UnexpectedStatusCodeError as exc:
+                if exc.status_code in (401, 403):  # a wrong or missing key: no retry will help
+                    await client.close()
+                    raise ConfigError(f"Weaviate at {host}:{http_port} refused the API key "
+                                      f"(FRESHET_WEAVIATE_API_KEY): HTTP {exc.status_code}") from exc
+                raise WeaviateConnectionError(message_of(exc)) from exc
             except CLIENT_ERRORS as exc:  # e.g. WeaviateGRPCUnavailableError: the node is not there
                 raise WeaviateConnectionError(message_of(exc)) from exc
             if setup:
-                if not await client.collections.exists(self._collection_name):
-                    await self._create(client)
-                await self._add_missing_properties(client)
-                await self._check_replication(client)
-                await self._check_bm25(client)
-                await self._check_hnsw(client)
+                try:
+                    if not await client.collections.exists(self._collection_name):
+                        await self._create(client)
+                    await self._add_missing_properties(client)
+                    await self._check_replication(client)
+                    await self._check_bm25(client)
+                    await self._check_hnsw(client)
+                except InsufficientPermissionsError as exc:  # a read-only key (the query worker's): leave it be
+                    log.info("collection_setup_skipped", collection=self._collection_name,
+                             reason="the API key may not change the collection", detail=message_of(exc)[:200])
         except (WeaviateConnectionError, WeaviateTimeoutError, OSError) as exc:
             await client.close()
             raise StoreUnavailableError(
@@ -603,10 +622,34 @@ def to_weaviate_filter(flt: Filter, metadata_schema: Mapping[str, str]) -> Any:
     return _condition(flt, METADATA_PREFIX + flt.field, metadata_schema[flt.field])
 
 
-def sync_client(host: str, http_port: int, grpc_port: int) -> weaviate.WeaviateClient:
+def sync_client(host: str, http_port: int, grpc_port: int, *, api_key: str = "", http_secure: bool = False,
+                grpc_secure: bool = False) -> weaviate.WeaviateClient:
     """A connected synchronous client, for tools and tests (close it when done)."""
-    return weaviate.connect_to_custom(http_host=host, http_port=http_port, http_secure=False,
-                                      grpc_host=host, grpc_port=grpc_port, grpc_secure=False)
+    return weaviate.connect_to_custom(http_host=host, http_port=http_port, http_secure=http_secure,
+                                      grpc_host=host, grpc_port=grpc_port, grpc_secure=grpc_secure,
+                                      auth_credentials=Auth.api_key(api_key) if api_key else None)
+
+
+def client_for(settings: Settings) -> weaviate.WeaviateClient:
+    """A connected synchronous client with the settings' node, key and TLS (close it when done)."""
+    s = settings
+    return sync_client(s.weaviate_host, s.weaviate_http_port, s.weaviate_grpc_port,
+                       api_key=s.weaviate_api_key.get_secret_value(), http_secure=s.weaviate_http_secure,
+                       grpc_secure=s.weaviate_grpc_secure)
+
+
+def store_for(settings: Settings, **overrides: Any) -> WeaviateChunkStore:
+    """The chunk store of ``settings`` (``overrides``: constructor arguments to change)."""
+    s = settings
+    args: dict[str, Any] = dict(
+        host=s.weaviate_host, http_port=s.weaviate_http_port, grpc_port=s.weaviate_grpc_port, collection=s.collection,
+        metadata_fields=s.metadata_schema, replication_factor=s.weaviate_replication_factor,
+        consistency=s.weaviate_consistency, timeout=s.weaviate_timeout_seconds, failover=s.weaviate_nodes[1:],
+        bm25_k1=s.bm25_k1, bm25_b=s.bm25_b, keyword_operator=s.keyword_operator, fusion=s.hybrid_fusion,
+        hybrid_candidates=s.hybrid_candidates, hnsw=s.hnsw, api_key=s.weaviate_api_key.get_secret_value(),
+        http_secure=s.weaviate_http_secure, grpc_secure=s.weaviate_grpc_secure)
+    args.update(overrides)
+    return WeaviateChunkStore(**args)
 
 
 def _doc_filter(tenant: str | None, doc_id: str) -> Any:

@@ -40,7 +40,7 @@ from schemas.search import SearchReply
 from workers.beir import Dataset, change_event, load_dataset
 from workers.embedding import SentenceTransformerEmbedder
 from workers.relevance import bootstrap_interval, evaluate, paired_interval, per_query, rank_documents
-from workers.weaviate_store import sync_client
+from workers.weaviate_store import client_for
 
 MODES = ("vector", "keyword", "hybrid")
 DEPTH = 100
@@ -86,7 +86,7 @@ def search_all(settings: Settings, queries: Mapping[str, str], *, mode: str, alp
 
 def stored_chunks(settings: Settings) -> int:
     """Objects in the pipeline's collection."""
-    client = sync_client(settings.weaviate_host, settings.weaviate_http_port, settings.weaviate_grpc_port)
+    client = client_for(settings)
     try:
         return int(client.collections.use(settings.collection).aggregate.over_all(total_count=True).total_count or 0)
     finally:

@@ -129,7 +129,7 @@ def run(base: Settings, datasets: Sequence[Path], *, builds: Sequence[tuple[int,
         efs: Sequence[int] = EFS, limits: Sequence[int] = LIMITS, repeats: int = 5,
         keep: bool = False) -> dict[str, Any]:
     from ops.stack import Stack
-    from workers.weaviate_store import sync_client
+    from workers.weaviate_store import client_for
 
     embedder = SentenceTransformerEmbedder.for_settings(base)
     matrices, queries = [], []
@@ -141,7 +141,7 @@ def run(base: Settings, datasets: Sequence[Path], *, builds: Sequence[tuple[int,
     vectors, qvecs = np.concatenate(matrices), np.concatenate(queries)
     truth = {k: [[i for i, _ in hits] for hits in exact.top_chunks(qvecs, vectors, k)] for k in limits}
     Stack(base).up(["weaviate"])
-    client = sync_client(base.weaviate_host, base.weaviate_http_port, base.weaviate_grpc_port)
+    client = client_for(base)
     rows: list[Row] = []
     try:
         for ef_construction, max_connections in tqdm(builds, desc="hnsw: builds", unit="build"):

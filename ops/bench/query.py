@@ -81,10 +81,10 @@ class DirectSearcher:
 
     def __init__(self, settings: Settings) -> None:
         from workers.embedding import SentenceTransformerEmbedder
-        from workers.weaviate_store import sync_client
+        from workers.weaviate_store import client_for
 
         self._embedder = SentenceTransformerEmbedder.for_settings(settings)
-        self._client = sync_client(settings.weaviate_host, settings.weaviate_http_port, settings.weaviate_grpc_port)
+        self._client = client_for(settings)
         self._collection = self._client.collections.use(settings.collection)
         self._model_lock = threading.Lock()
         self._settings = settings

@@ -1,8 +1,9 @@
-"""The secured local Kafka (``make up SECURE=1``): TLS, SCRAM users, and ACLs per role.
+"""The secured local stack (``make up SECURE=1``): Kafka with TLS, SCRAM users and ACLs per role;
+Weaviate with API keys and roles.
 
-A broker of its own (its own home and ports, started with ``secure=True``) next to the run's
-Weaviate; the workers connect as their own users (``indexer``, ``query``); the CLI's settings find
-the admin's credentials in the home by themselves.
+A broker and a Weaviate of their own (their own home and ports, started with ``secure=True``); the
+workers connect as their own users (``indexer``, ``query``) with their own Weaviate keys; the CLI's
+settings find the admin's credentials in the home by themselves.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from ops import cluster, procs, secure
 from ops.cluster import Shape
 from ops.stack import Stack, drop_pipeline
 from schemas.change import ChangeEvent
-from tests.integration.conftest import Endpoints
 
 pytestmark = pytest.mark.integration
 
@@ -45,17 +45,17 @@ class Secured:
 
 
 @pytest.fixture(scope="module")
-def secured(endpoints: Endpoints, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
     home = tmp_path_factory.mktemp("secured")
     tag = f"sec{uuid.uuid4().hex[:8]}"
     base = Settings(home=home, kafka_port=procs.free_port(), kafka_controller_port=procs.free_port(),
-                    weaviate_host=endpoints.weaviate_host, weaviate_http_port=endpoints.http_port,
-                    weaviate_grpc_port=endpoints.grpc_port, collection=f"C_{tag}", consumer_group_prefix=tag,
+                    weaviate_http_port=procs.free_port(), weaviate_grpc_port=procs.free_port(),
+                    collection=f"Sec{tag}", consumer_group_prefix=tag,
                     indexer_web_port=procs.free_port(), query_web_port=procs.free_port(), topic_partitions=2,
                     index_linger_seconds=0.2, start_timeout_seconds=180)
     stack = Stack(base, Shape(secure=True))
     try:
-        stack.up(["kafka"])
+        stack.up(["kafka", "weaviate"])
         layout = cluster.load(home)
         assert layout is not None and layout.shape.secure
         admin = cluster.cluster_settings(base, layout)
@@ -63,7 +63,7 @@ def secured(endpoints: Endpoints, tmp_path_factory: pytest.TempPathFactory) -> I
         assert found is not None
         yield Secured(base, admin, found)
     finally:
-        Stack(base).down(["indexer", "query", "kafka"])
+        Stack(base).down(["indexer", "query", "kafka", "weaviate"])
 
 
 def _as(s: Secured, role: str, **changes: Any) -> KafkaAccess:
@@ -177,6 +177,43 @@ def test_the_workers_run_as_their_own_users_and_a_search_round_trip_works(secure
         drop_pipeline(s.admin)
 
 
+def test_the_query_workers_weaviate_key_reads_and_cannot_write(secured: Secured) -> None:
+    from weaviate.exceptions import InsufficientPermissionsError, UnexpectedStatusCodeError
+
+    from workers.weaviate_store import client_for
+
+    s = secured
+    admin = client_for(s.admin)
+    try:
+        if not admin.collections.exists(s.admin.collection):
+            admin.collections.create(s.admin.collection)
+    finally:
+        admin.close()
+    as_indexer = client_for(_weaviate_as(s, "indexer"))
+    try:
+        as_indexer.collections.get(s.admin.collection).data.insert({"text": "written by the indexer"})
+    finally:
+        as_indexer.close()
+    as_query = client_for(_weaviate_as(s, "query"))
+    try:
+        coll = as_query.collections.get(s.admin.collection)
+        assert len(coll.query.fetch_objects(limit=5).objects) >= 1, "the query worker's key reads"
+        with pytest.raises(InsufficientPermissionsError):
+            coll.data.insert({"text": "written by the query worker"})
+        with pytest.raises(InsufficientPermissionsError):
+            as_query.collections.create(f"{s.admin.collection}Other")
+    finally:
+        as_query.close()
+    with pytest.raises(UnexpectedStatusCodeError, match="401"):
+        client_for(Settings(**{**s.admin.model_dump(), "weaviate_api_key": SecretStr("")})).close()
+    with pytest.raises(UnexpectedStatusCodeError, match="401"):
+        client_for(Settings(**{**s.admin.model_dump(), "weaviate_api_key": SecretStr("wrong")})).close()
+
+
+def _weaviate_as(s: Secured, role: str) -> Settings:
+    return Settings(**{**s.admin.model_dump(), "weaviate_api_key": SecretStr(s.secrets.weaviate_key(role))})
+
+
 def test_no_secret_appears_in_a_log_line_or_the_status(secured: Secured) -> None:
     s = secured
     env = {**s.base.as_env(), "HF_HUB_OFFLINE": "1"}
@@ -184,13 +221,13 @@ def test_no_secret_appears_in_a_log_line_or_the_status(secured: Secured) -> None
                          text=True, timeout=120, cwd=Path(__file__).resolve().parents[2])
     status = out.stdout + out.stderr
     assert "secured: SASL_SSL as admin (SCRAM-SHA-512), ACLs on" in status, status
+    assert "secured: API keys and roles" in status, status
     texts = {"make status": status, **{str(p): p.read_text(errors="replace")
                                        for p in (s.base.home / "logs").glob("*.log")}}
-    assert len(texts) >= 2, "the broker's log at least"
-    for role in secure.ROLES:
-        secret = s.secrets.password(role)
+    assert len(texts) >= 5, "the status, and the broker's, Weaviate's and both workers' logs"
+    for secret in s.secrets.all_secrets():
         for where, text in texts.items():
-            assert secret not in text, f"{role}'s password is in {where}"
+            assert secret not in text, f"a secret ({secret[:3]}...) is in {where}"
     users = json.loads((s.secrets.dir / "users.json").read_text())
     assert set(users) == set(secure.ROLES)
     assert oct((s.secrets.dir / "users.json").stat().st_mode & 0o777) == "0o600"
