@@ -299,12 +299,16 @@ def cluster_settings(s: Settings, layout: Layout) -> Settings:
     the cluster's replication. A single-node stack keeps ``s`` exactly as it is."""
     shape = layout.shape
     updates: dict[str, object] = {}
-    if shape.secure and s.kafka_security_protocol == "PLAINTEXT":  # credentials set by hand win
+    if shape.secure:
         from ops import secure
 
         found = secure.load(s.home)
-        if found is not None:
-            updates.update(secure.client_settings(found, "admin"))
+        if found is not None:  # the admin's credentials fill what was not set by hand
+            defaults = Settings.model_fields
+            for name, value in secure.client_settings(found, "admin").items():
+                current, default = getattr(s, name), defaults[name].default
+                if _plain(current) == _plain(default):
+                    updates[name] = value
     if shape.brokers > 1:
         updates["kafka_bootstrap"] = ",".join(f"{s.kafka_host}:{n.port}" for n in layout.kafka)
         updates["topic_replication"] = shape.replication
@@ -315,12 +319,16 @@ def cluster_settings(s: Settings, layout: Layout) -> Settings:
     return Settings(**{**s.model_dump(), **updates})
 
 
+def _plain(value: object) -> object:
+    return value.get_secret_value() if hasattr(value, "get_secret_value") else value
+
+
 def worker_env(s: Settings, layout: Layout, worker: Worker) -> dict[str, str]:
     """The ``FRESHET_*`` variables of one spawned worker: the cluster's settings, its own web port,
     and a Weaviate node of its own (worker k talks to node ((k - 1) mod N) + 1), so the load spreads
     and one node's loss does not stop every worker, with the other nodes after it as its failover."""
     env = cluster_settings(s, layout).as_env()
-    if layout.shape.secure and s.kafka_security_protocol == "PLAINTEXT":  # each worker as its own Kafka user
+    if layout.shape.secure and not s.kafka_sasl_username:  # each worker as its own Kafka user
         from ops import secure
 
         found = secure.load(s.home)

@@ -89,9 +89,15 @@ def test_the_cli_gets_the_admin_and_each_worker_its_own_user(tmp_path: Path, sec
         env = cluster.worker_env(s, layout, w)
         assert (env["FRESHET_KAFKA_SASL_USERNAME"], env["FRESHET_KAFKA_SASL_PASSWORD"]) == \
             (w.role, secrets.password(w.role))
-    mine = Settings(home=tmp_path, kafka_security_protocol="SASL_SSL", kafka_sasl_username="me",
-                    kafka_sasl_password="mine")
-    assert cluster.cluster_settings(mine, layout).kafka_access.sasl_username == "me", "credentials set by hand win"
+    mine = Settings(home=tmp_path, kafka_sasl_username="searcher", kafka_sasl_password="mine",
+                    weaviate_api_key="my-key")
+    as_me = cluster.cluster_settings(mine, layout)
+    assert (as_me.kafka_access.sasl_username, as_me.kafka_access.sasl_password.get_secret_value(),
+            as_me.weaviate_api_key.get_secret_value()) == ("searcher", "mine", "my-key"), "what is set by hand wins"
+    assert (as_me.kafka_access.security_protocol, as_me.kafka_access.ssl_cafile) == ("SASL_SSL", str(secrets.ca)), \
+        "and the rest is filled in"
+    assert cli.sasl_username == "admin" and cluster.cluster_settings(s, layout).weaviate_api_key.get_secret_value() \
+        == secrets.weaviate_key("admin")
     plain = cluster.plan(s, Shape(), None, _ports())
     assert cluster.cluster_settings(s, plain).kafka_access.security_protocol == "PLAINTEXT"
 
