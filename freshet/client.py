@@ -22,7 +22,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
 from freshet.errors import FreshetError, TransientError
-from freshet.kafka_access import KafkaAccess, access
+from freshet.kafka_access import KafkaAccess, access, refusals, refused
 from schemas.applied import AppliedRecord, parse_applied
 from schemas.change import ChangeEvent, document_key
 from schemas.search import CORRELATION_HEADER, REQUEST_ID_HEADER, OffsetFence, SearchReply, SearchRequest
@@ -40,13 +40,14 @@ class Position:
 
 
 def _producer(bootstrap: KafkaAccess | str, *, linger_ms: int) -> KafkaProducer:
-    try:
-        # acks=all with idempotence: a retried send is never written twice, and with the cluster's
-        # min.insync.replicas=2 an acknowledged record is on two brokers.
-        return KafkaProducer(**access(bootstrap).kafka_python(), acks="all", enable_idempotence=True,
-                             linger_ms=linger_ms, max_request_size=8 * 1024 * 1024, client_id="freshet-client")
-    except (KafkaError, OSError) as exc:
-        raise TransientError(f"Kafka at {bootstrap} is not reachable: {exc}") from exc
+    with refusals() as seen:
+        try:
+            # acks=all with idempotence: a retried send is never written twice, and with the cluster's
+            # min.insync.replicas=2 an acknowledged record is on two brokers.
+            return KafkaProducer(**access(bootstrap).kafka_python(), acks="all", enable_idempotence=True,
+                                 linger_ms=linger_ms, max_request_size=8 * 1024 * 1024, client_id="freshet-client")
+        except (KafkaError, OSError) as exc:
+            raise refused(exc, seen, bootstrap) from exc
 
 
 def _tail_consumer(bootstrap: KafkaAccess | str, topic: str) -> KafkaConsumer:

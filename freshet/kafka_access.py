@@ -13,7 +13,10 @@ PLAINTEXT, as before.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import ssl
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -127,3 +130,72 @@ class KafkaAccess:
 def access(kafka: KafkaAccess | str) -> KafkaAccess:
     """``kafka`` as a KafkaAccess (a bare bootstrap string: PLAINTEXT)."""
     return kafka if isinstance(kafka, KafkaAccess) else KafkaAccess(kafka)
+
+
+#: What a refused connection looks like in the Kafka clients' own log lines, and what to change.
+_CAUSES = (
+    ("SaslAuthenticationFailed", "the broker refused the user name or password (FRESHET_KAFKA_SASL_USERNAME, "
+                                 "FRESHET_KAFKA_SASL_PASSWORD, FRESHET_KAFKA_SASL_MECHANISM)"),
+    ("CERTIFICATE_VERIFY_FAILED", "the broker's certificate is not signed by a trusted CA, or does not name "
+                                  "the host (FRESHET_KAFKA_SSL_CAFILE, FRESHET_KAFKA_SSL_CHECK_HOSTNAME)"),
+    ("UnsupportedSaslMechanism", "the broker does not offer this SASL mechanism (FRESHET_KAFKA_SASL_MECHANISM)"),
+    ("Invalid frame length", "the broker speaks TLS there and this client does not "
+                             "(FRESHET_KAFKA_SECURITY_PROTOCOL)"),
+    ("WRONG_VERSION_NUMBER", "TLS was tried where the broker does not speak it (FRESHET_KAFKA_SECURITY_PROTOCOL)"),
+    ("certificate required", "the broker wants a client certificate (FRESHET_KAFKA_SSL_CERTFILE, "
+                             "FRESHET_KAFKA_SSL_KEYFILE)"),
+)
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):
+            self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def refusals() -> Iterator[list[str]]:
+    """The Kafka clients' warnings and errors logged meanwhile (their reasons for a refused
+    connection, which the exception they raise at the end does not carry)."""
+    handler = _Collect()
+    loggers = [logging.getLogger(name) for name in ("kafka", "aiokafka")]
+    for lg in loggers:
+        lg.addHandler(handler)
+    try:
+        yield handler.messages
+    finally:
+        for lg in loggers:
+            lg.removeHandler(handler)
+
+
+def cause(messages: list[str]) -> str:
+    """Why the broker refused a connection, from the clients' log lines: a setting to change, which
+    no retry will fix (``''`` when they do not say so)."""
+    for needle, why in _CAUSES:
+        if any(needle in m for m in messages):
+            return why
+    return ""
+
+
+def hint(messages: list[str], kafka: KafkaAccess | str) -> str:
+    """A likely reason when a PLAINTEXT client's connections were closed (``''`` otherwise)."""
+    if access(kafka).security_protocol == "PLAINTEXT" and any("disconnected" in m or "closed" in m for m in messages):
+        return ("the broker closed the connection: it may want TLS or SASL (FRESHET_KAFKA_SECURITY_PROTOCOL; "
+                "docs/security.md)")
+    return ""
+
+
+def refused(exc: Exception, messages: list[str], kafka: KafkaAccess | str) -> Exception:
+    """The error to raise for a client that could not be made: a ConfigError when the broker refused
+    the settings, else a TransientError (with a hint, if there is one)."""
+    from freshet.errors import TransientError
+
+    why = cause(messages)
+    if why:
+        return ConfigError(f"Kafka at {kafka} refused the connection: {why} ({exc})")
+    more = hint(messages, kafka)
+    return TransientError(f"Kafka at {kafka} is not reachable: {exc}" + (f": {more}" if more else ""))

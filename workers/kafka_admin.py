@@ -13,7 +13,7 @@ from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from freshet.errors import TransientError
-from freshet.kafka_access import KafkaAccess, access
+from freshet.kafka_access import KafkaAccess, access, refusals, refused
 from workers.topology import TopicFacts
 
 log = structlog.get_logger(__name__)
@@ -33,11 +33,12 @@ class BrokerInfo:
 
 
 def admin_client(bootstrap: KafkaAccess | str, *, timeout: float = 10.0) -> KafkaAdminClient:
-    try:
-        return KafkaAdminClient(**access(bootstrap).kafka_python(), client_id="freshet-admin",
-                                request_timeout_ms=int(timeout * 1000))
-    except (KafkaError, OSError) as exc:
-        raise TransientError(f"Kafka at {bootstrap} is not reachable: {exc}") from exc
+    with refusals() as seen:
+        try:
+            return KafkaAdminClient(**access(bootstrap).kafka_python(), client_id="freshet-admin",
+                                    request_timeout_ms=int(timeout * 1000), bootstrap_timeout_ms=int(timeout * 1000))
+        except (KafkaError, OSError) as exc:
+            raise refused(exc, seen, bootstrap) from exc
 
 
 def wait_for_broker(bootstrap: KafkaAccess | str, *, timeout: float) -> BrokerInfo:

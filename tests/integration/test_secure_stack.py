@@ -105,6 +105,20 @@ def test_clients_without_credentials_with_a_wrong_password_or_without_tls_are_re
         assert _refusal(access) != "", f"a client with {why} was let in"
 
 
+def test_a_refused_client_is_told_which_setting_to_change(secured: Secured) -> None:
+    from freshet.errors import ConfigError
+    from workers.kafka_admin import broker_info
+
+    s = secured
+    for access, setting in ((_as(s, "searcher", sasl_password=SecretStr("wrong")), "FRESHET_KAFKA_SASL_PASSWORD"),
+                            (_as(s, "searcher", ssl_cafile=""), "FRESHET_KAFKA_SSL_CAFILE"),
+                            (KafkaAccess(s.admin.bootstrap_servers), "FRESHET_KAFKA_SECURITY_PROTOCOL")):
+        with pytest.raises(ConfigError, match=setting) as err:
+            broker_info(access)
+        for secret in s.secrets.all_secrets():
+            assert secret not in str(err.value)
+
+
 def _send(access: KafkaAccess, topic: str) -> None:
     producer = KafkaProducer(**access.kafka_python(), acks="all", max_block_ms=15_000, retries=0)
     try:
