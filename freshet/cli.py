@@ -294,6 +294,7 @@ def bench(ctx: click.Context, only: tuple[str, ...], as_json: bool, out: Path | 
 def _register_bench_commands() -> None:
     """The benchmark commands, one module of ``ops.bench`` each (``freshet bench`` alone runs the suites)."""
     from ops.bench.bulk import bulk_command
+    from ops.bench.encode import encode_command
     from ops.bench.freshness import freshness_command
     from ops.bench.fusion import fusion_command
     from ops.bench.hnsw import hnsw_command
@@ -301,7 +302,8 @@ def _register_bench_commands() -> None:
     from ops.bench.scale import scale_command
     from ops.bench.throughput import throughput_command
 
-    for name, command in (("bulk", bulk_command), ("freshness", freshness_command), ("fusion", fusion_command),
+    for name, command in (("bulk", bulk_command), ("encode", encode_command), ("freshness", freshness_command),
+                          ("fusion", fusion_command),
                           ("hnsw", hnsw_command), ("query", query_command), ("scale", scale_command),
                           ("throughput", throughput_command)):
         bench.add_command(command, name)
