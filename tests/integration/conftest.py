@@ -65,6 +65,10 @@ def endpoints() -> Iterator[Endpoints]:
             yield ep
         return
     stack = Stack(Settings(home=REPO / ".freshet"))
+    if stack.shape.secure:
+        pytest.exit("the local stack in .freshet is the secured one (make up SECURE=1); the integration tests "
+                    "start a secured stack of their own and need the plain one here: `make clean` first (or run "
+                    "them from another clone)", returncode=2)
     started = [s for s in ("kafka", "weaviate") if not stack.healthy(s)]
     stack.up(["kafka", "weaviate"])
     yield Endpoints(base.bootstrap_servers, base.weaviate_host, base.weaviate_http_port, base.weaviate_grpc_port)
