@@ -42,7 +42,7 @@ def build(settings: Settings, role: Role) -> faust.App:
                                failover=settings.weaviate_nodes[1:], bm25_k1=settings.bm25_k1,
                                bm25_b=settings.bm25_b, keyword_operator=settings.keyword_operator,
                                fusion=settings.hybrid_fusion, hybrid_candidates=settings.hybrid_candidates,
-                               hnsw=settings.hnsw)
+                               hnsw=settings.hnsw, multi_tenancy=settings.multi_tenancy)
     health = web.Health(role)
     instance = f"{role}@{socket.gethostname()}:{os.getpid()}"
     if role == "indexer":

@@ -75,7 +75,7 @@ class Probes:
 
     async def _found(self, p: _Pending) -> bool | None:
         """True/False, or None when the chunk is gone (superseded by a later version)."""
-        objects = await self._store.fetch([p.chunk_id], with_vectors=True)
+        objects = await self._store.fetch([p.chunk_id], tenant=p.record.tenant, with_vectors=True)
         if not objects or not objects[0].vector:
             return None
         text = str(objects[0].properties.get("text", ""))[:4000] or p.chunk_id
