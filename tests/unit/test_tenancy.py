@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from freshet.errors import InvalidEventError
 from freshet.settings import Settings
+from schemas.applied import AppliedRecord
 from schemas.change import MAX_VERSION, ChangeEvent
 from schemas.search import DocFence, SearchRequest
+from streams.query import admit
+from tests.unit.fakes import DictStore, WordEmbedder
+from workers.applied_view import AppliedView
+from workers.probes import Probes
+from workers.search import Searcher
+from workers.stats import QueryStats
+from workers.store import StoredHit, StoreQuery
 from workers.tenancy import (
     ENCODED_PREFIX,
     WEAVIATE_TENANT,
@@ -139,3 +151,65 @@ def test_tenant_deletes_go_one_above_the_highest_known_version_of_each_live_docu
 def test_a_tenant_delete_at_the_last_version_stays_a_valid_event() -> None:
     (delete,) = tenant_deletes("acme", {"acme\x1fa.md": MAX_VERSION}, [])
     assert delete.version == MAX_VERSION
+
+
+class MixedStore(DictStore):
+    """A store that (wrongly) answers with every tenant's chunk, and holds every tenant's vectors."""
+
+    async def search(self, query: StoreQuery) -> list[StoredHit]:
+        self.queries.append(query)
+        return [StoredHit(id=f"{t}-1", score=1.0, properties={"doc_id": "a.md", "tenant": t})
+                for t in ("acme", "globex")]
+
+    async def vectors(self, max_count: int, *, tenant: str | None = None) -> dict[str, list[float]] | None:
+        self.vector_tenants.append(tenant)
+        return {}
+
+    async def fetch(self, ids: Sequence[str], *, tenant: str | None = None,
+                    with_vectors: bool = False) -> list[StoredHit]:
+        self.fetched.append(tenant)
+        return []
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.vector_tenants: list[str | None] = []
+        self.fetched: list[str | None] = []
+
+
+def applied(tenant: str) -> AppliedRecord:
+    return AppliedRecord(doc_id="a.md", tenant=tenant, version=1, op="upsert", chunk_ids=[f"{tenant}-1"],
+                         source_partition=0, source_offset=0, applied_at=datetime.now(UTC))
+
+
+def searcher_of(store: DictStore, policy: TenantPolicy) -> Searcher:
+    view = AppliedView()
+    for t in ("acme", "globex", "initech"):
+        view.apply(applied(t))
+    return Searcher(WordEmbedder(), store, view, QueryStats(), metadata_schema={}, tenancy=policy)
+
+
+def test_the_searcher_refuses_by_its_policy_and_never_admits_another_tenants_hit() -> None:
+    store = MixedStore()
+    searcher = searcher_of(store, TenantPolicy(required=True))
+    with pytest.raises(InvalidEventError, match="must name its tenant"):
+        admit(b'{"request_id": "r", "query": "q"}', searcher)
+    reply = asyncio.run(searcher.search(admit(b'{"request_id": "r", "query": "q", "tenant": "acme"}', searcher)))
+    assert [(h.chunk_id, h.tenant) for h in reply.hits] == [("acme-1", "acme")]
+    assert store.queries[0].tenant == "acme"
+
+
+def test_probes_touch_only_the_shards_of_served_tenants() -> None:
+    store = MixedStore()
+    searcher = searcher_of(store, TenantPolicy(required=True, allowed=frozenset({"globex"})))
+    probes = Probes(searcher, store)
+    for _ in range(5):
+        asyncio.run(probes.ann_recall())
+    assert store.vector_tenants == ["globex"] * 5
+    searcher.view.track_recent = True
+    for t in ("acme", "globex", "initech"):
+        searcher.view.apply(applied(t).model_copy(update={"version": 2, "chunk_ids": [f"{t}-2"]}))
+    asyncio.run(probes.searchability())
+    assert store.fetched == ["globex"]
+    unrestricted = MixedStore()
+    asyncio.run(Probes(searcher_of(unrestricted, TenantPolicy()), unrestricted).ann_recall())
+    assert unrestricted.vector_tenants == [None]  # one collection, one index: every chunk, as before
