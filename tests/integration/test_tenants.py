@@ -79,7 +79,8 @@ def document(tenant: str, doc_id: str, rng: random.Random) -> ChangeEvent:
 def mt(endpoints: Endpoints, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """An indexer and a query worker with multi-tenancy, on their own topics and collection."""
     base = make_settings(endpoints, tmp_path_factory.mktemp("tenants"))
-    settings = Settings(**{**base.model_dump(), "multi_tenancy": True, "metadata_fields": FIELDS})
+    settings = Settings(**{**base.model_dump(), "multi_tenancy": True, "metadata_fields": FIELDS,
+                           "quality_interval_seconds": 5.0})  # the probes run (per tenant) during the module
     stack = Stack(settings)
     try:
         stack.up(["indexer", "query"])
@@ -304,3 +305,13 @@ def test_deleting_a_tenant_drops_its_shard_and_its_documents_only(
     objects, _ = read_objects(mt, vectors=False)
     assert not [o for o in objects if o.key.startswith(gone + "\x1f")]
     assert run_verify(mt) == []  # the index equals a fresh load of the changes topic, deletes included
+
+
+def test_no_worker_logged_a_fault_a_failed_probe_or_a_dead_agent(mt: Settings) -> None:
+    """The probes and the indexer's deletes meet tenant shards (some dropped) and never fail on them."""
+    for role in ("indexer", "query"):
+        text = (mt.home / "logs" / f"{role}.log").read_text(encoding="utf-8")
+        bad = [line for line in text.splitlines()
+               if any(w in line for w in ("probe_failed", "weaviate_fault", "agent_died", "Traceback"))]
+        assert bad == [], f"{role}: {bad[:5]}"
+    assert "quality_probed" in (mt.home / "logs" / "query.log").read_text(encoding="utf-8")
