@@ -315,3 +315,19 @@ def test_no_worker_logged_a_fault_a_failed_probe_or_a_dead_agent(mt: Settings) -
                if any(w in line for w in ("probe_failed", "weaviate_fault", "agent_died", "Traceback"))]
         assert bad == [], f"{role}: {bad[:5]}"
     assert "quality_probed" in (mt.home / "logs" / "query.log").read_text(encoding="utf-8")
+
+
+def test_without_multi_tenancy_deleting_a_tenant_publishes_its_deletes_alone(indexer_only: Settings) -> None:
+    rng = random.Random(3)
+    events = [document(t, d, rng) for t in ("acme", "Acme", "globex") for d in SHARED_DOCS]
+    publish_and_wait(indexer_only, [*events, ChangeEvent(doc_id="handbook.md", op="upsert", version=1,
+                                                         content="# Handbook\n\nOf nobody in particular.")])
+    done = subprocess.run([sys.executable, "-m", "freshet.cli", "tenant", "delete", "Acme", "--yes"],
+                          env={**os.environ, **indexer_only.as_env()}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "no shard (FRESHET_MULTI_TENANCY=false); 3 delete event(s) published and applied" in done.stdout
+    objects, _ = read_objects(indexer_only, vectors=False)
+    assert {o.key.partition("\x1f")[0] if "\x1f" in o.key else None for o in objects} == {"acme", "globex", None}
+    live = {k for k, st in read_states(indexer_only).items() if not st.deleted}
+    assert live == {document_key(t, d) for t in ("acme", "globex") for d in SHARED_DOCS} | {"handbook.md"}
+    assert run_verify(indexer_only) == []
