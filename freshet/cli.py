@@ -247,6 +247,34 @@ def verify(settings: Settings, vectors: bool) -> None:
                 + (" (ids, content and vectors)" if vectors else " (ids and content)"), fg="green")
 
 
+@main.group()
+def tenant() -> None:
+    """Tenants: delete one (README, Tenants)."""
+
+
+@tenant.command("delete")
+@click.argument("name")
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Block until the indexer has applied every delete.")
+@click.option("--timeout", default=600.0, show_default=True, help="Seconds to wait with --wait.")
+@click.confirmation_option(prompt="Delete every document of this tenant?")
+@click.pass_obj
+def tenant_delete(settings: Settings, name: str, wait: bool, timeout: float) -> None:
+    """Delete tenant NAME: drop its Weaviate shard (with FRESHET_MULTI_TENANCY=true), then publish a
+    delete event for each of its documents, so the indexer's state forgets them."""
+    from freshet.tenants import delete_tenant
+
+    try:
+        done = delete_tenant(settings, name, wait=wait, timeout=timeout)
+    except FreshetError as exc:
+        _fail(exc)
+        return
+    shard = ("no shard (FRESHET_MULTI_TENANCY=false)" if done.shard is None
+             else f"shard {done.shard!r} {'dropped' if done.shard_dropped else 'was not there'}")
+    click.echo(f"tenant {done.tenant!r}: {shard}; {done.documents} delete event(s) published"
+               + (" and applied" if wait else ""))
+
+
 @main.command()
 @click.option("--to-partitions", type=click.IntRange(min=1), required=True, help="Partitions of the new layout.")
 @click.option("--to-changes-topic", required=True, help="The new changes topic (FRESHET_TOPIC_CHANGES).")

@@ -19,6 +19,7 @@ from freshet.kafka_access import KafkaAccess, Mechanism, Protocol
 from schemas.search import DEFAULT_ALPHA
 from workers.chunking import Context, TitleContext
 from workers.store import HnswConfig
+from workers.tenancy import TenantPolicy, parse_tenants
 
 #: Pinned versions of the local stack. Keep in step with ops/kafka/pom.xml and docker-compose.yml.
 KAFKA_VERSION = "3.9.1"
@@ -120,6 +121,16 @@ class Settings(BaseSettings):
         "QUORUM", description="Consistency level of every write, delete and read of the collection. With 1 replica "
                               "the three are the same; with 3, QUORUM writes and QUORUM reads overlap in one replica "
                               "(a search sees every acknowledged chunk) and tolerate one node down.")
+
+    # --- Tenants -------------------------------------------------------------------------------
+    multi_tenancy: bool = Field(False, description=(
+        "Weaviate's native multi-tenancy: one tenant shard per tenant (made by the tenant's first write), every "
+        "read and write addressed to one shard. Events without a tenant are dead-lettered (tenant_required) and "
+        "a search without one is an error. Fixed when the collection is made: a worker refuses to start on a "
+        "collection made with the other setting."))
+    query_tenants: str = Field("", description=(
+        "The tenants this query worker answers for, comma-separated; empty = any. A search for another tenant "
+        "(or, when set, for none) is answered with an error (tenant_not_allowed, tenant_required)."))
 
     # --- Model -------------------------------------------------------------------------------
     model: str = Field(
@@ -277,6 +288,16 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @cached_property
+    def query_tenant_set(self) -> frozenset[str] | None:
+        """``query_tenants`` as a set; None: any tenant."""
+        return parse_tenants(self.query_tenants)
+
+    @property
+    def tenant_policy(self) -> TenantPolicy:
+        """Which searches the query worker answers (``multi_tenancy``, ``query_tenants``)."""
+        return TenantPolicy(required=self.multi_tenancy, allowed=self.query_tenant_set)
 
     @cached_property
     def metadata_schema(self) -> dict[str, str]:

@@ -16,6 +16,7 @@ from workers.delivery import POSITION_PREFIX
 from workers.embedding import SentenceTransformerEmbedder
 from workers.fencing import GENERATION_HEADER, WRITER_HEADER, fence_violations, header
 from workers.planning import DocState, Sourced
+from workers.tenancy import check_event_tenant, weaviate_tenant
 from workers.topology import state_changelog
 from workers.verification import Expected, StoredObject, applicable_versions, compare, expected_documents
 from workers.weaviate_store import VECTOR_NAME, client_for
@@ -31,6 +32,7 @@ def read_changes(settings: Settings) -> list[Sourced]:
     for r in tqdm(read_to_end(settings.kafka_access, settings.topic_changes), desc="changes", unit="event"):
         try:
             ev = parse_change(r.value, r.key, max_bytes=settings.max_document_bytes)
+            check_event_tenant(ev, required=settings.multi_tenancy)
         except InvalidEventError:
             continue  # dead-lettered by the indexer: not part of the index
         ts = datetime.fromtimestamp(r.timestamp / 1000, UTC) if r.timestamp else None
@@ -57,19 +59,28 @@ def read_states(settings: Settings, written: list[tuple[int, int, str | None, st
     return states
 
 
-def read_objects(settings: Settings, *, vectors: bool) -> tuple[list[StoredObject], dict[str, list[float]]]:
+def read_objects(settings: Settings, *, vectors: bool, misplaced: list[str] | None = None
+                 ) -> tuple[list[StoredObject], dict[str, list[float]]]:
+    """Every chunk in Weaviate (of every tenant shard, with multi-tenancy); ``misplaced`` collects
+    each chunk found in a shard other than its tenant's."""
     client = client_for(settings)
     objects: list[StoredObject] = []
     vecs: dict[str, list[float]] = {}
     try:
         coll = client.collections.use(settings.collection)
-        for o in tqdm(coll.iterator(include_vector=vectors, return_properties=["doc_id", "tenant", "content_hash"]),
-                      desc="weaviate", unit="chunk"):
+        shards: list[str | None] = [*sorted(coll.tenants.get())] if settings.multi_tenancy else [None]
+        found = ((shard, o) for shard in shards
+                 for o in (coll.with_tenant(shard) if shard is not None else coll).iterator(
+                     include_vector=vectors, return_properties=["doc_id", "tenant", "content_hash"]))
+        for shard, o in tqdm(found, desc="weaviate", unit="chunk"):
             p = o.properties
-            key = document_key(str(p.get("tenant") or "") or None, str(p["doc_id"]))
+            tenant = str(p.get("tenant") or "") or None
+            key = document_key(tenant, str(p["doc_id"]))
             objects.append(StoredObject(str(o.uuid), key, str(p["content_hash"])))
             if vectors:
                 vecs[str(o.uuid)] = list(o.vector[VECTOR_NAME])
+            if shard is not None and misplaced is not None and (tenant is None or weaviate_tenant(tenant) != shard):
+                misplaced.append(f"{key!r}: chunk {o.uuid} is in tenant shard {shard!r}, not its tenant's")
     finally:
         client.close()
     return objects, vecs
@@ -94,9 +105,10 @@ def run_verify(settings: Settings, *, vectors: bool = False, tolerance: float = 
         return se.event.op == "upsert" and len(chunk(se)) > settings.max_chunks_per_document
 
     expected = expected_documents(applicable_versions(read_changes(settings), refused), chunk)
-    objects, stored_vectors = read_objects(settings, vectors=vectors)
+    misplaced: list[str] = []
+    objects, stored_vectors = read_objects(settings, vectors=vectors, misplaced=misplaced)
     written: list[tuple[int, int, str | None, str | None]] = []
-    problems = compare(expected, read_states(settings, written), objects)
+    problems = misplaced + compare(expected, read_states(settings, written), objects)
     problems += [f"state changelog: {v}" for v in fence_violations(written)]
     if vectors:
         problems += _compare_vectors(embedder, expected, stored_vectors, tolerance)

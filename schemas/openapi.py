@@ -19,15 +19,20 @@ SEARCH_PATH = "/v1/search"
 OPENAPI_PATH = "/v1/openapi.json"
 
 #: Error codes of a request that is itself at fault (the same codes the Kafka error reply carries).
-INVALID_REQUEST_CODES = frozenset({"invalid_json", "schema", "unknown_filter_field", "invalid_filter"})
+INVALID_REQUEST_CODES = frozenset({"invalid_json", "schema", "unknown_filter_field", "invalid_filter",
+                                   "tenant_required"})
 #: HTTP status of an ``error`` reply by its ``error.code``; a code not listed here answers 500.
-ERROR_STATUS = {**dict.fromkeys(INVALID_REQUEST_CODES, 400), "unavailable": 503, "store_error": 502}
+ERROR_STATUS = {**dict.fromkeys(INVALID_REQUEST_CODES, 400), "tenant_not_allowed": 403, "unavailable": 503,
+                "store_error": 502}
 
 #: What each status means, for the OpenAPI document and docs/search-http.md.
 STATUS_MEANING = {
     200: "ok: the hits (status 'ok').",
-    400: "The request is invalid: 'invalid_json', 'schema' (a field and the reason), 'unknown_filter_field' or "
-         "'invalid_filter', the same error reply as over Kafka. Do not retry it unchanged.",
+    400: "The request is invalid: 'invalid_json', 'schema' (a field and the reason), 'unknown_filter_field', "
+         "'invalid_filter' or 'tenant_required' (multi-tenancy, or a worker serving some tenants: name one), the same "
+         "error reply as over Kafka. Do not retry it unchanged.",
+    403: "'tenant_not_allowed': this query worker does not serve the request's tenant (FRESHET_QUERY_TENANTS), or "
+         "its consistency fence names another tenant's document.",
     500: "The worker failed to handle the request ('internal', 'processing_error'): a bug; the message says what.",
     502: "Weaviate refused the search ('store_error').",
     503: "Unavailable for now ('unavailable'): Weaviate is away, or the worker is still catching up with the "

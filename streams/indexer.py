@@ -49,6 +49,7 @@ from workers.log_reader import LogReader, LogRecord
 from workers.planning import DocState, Sourced
 from workers.retry import until_done
 from workers.stalls import watched
+from workers.tenancy import check_event_tenant
 from workers.topology import state_changelog
 
 log = structlog.get_logger(__name__)
@@ -300,6 +301,7 @@ def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexe
     async def _decode(message: Any) -> Sourced | None:
         try:
             change = parse_change(message.value, message.key, max_bytes=settings.max_document_bytes)
+            check_event_tenant(change, required=settings.multi_tenancy)  # with tenancy, no shard is no one's
             ts = datetime.fromtimestamp(message.timestamp, UTC) if message.timestamp else None
             return Sourced(change, message.partition, message.offset, ts, tombstone=message.value is None)
         except InvalidEventError as exc:

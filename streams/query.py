@@ -168,9 +168,10 @@ def register(app: faust.App, topics: Topics, settings: Settings, searcher: Searc
                                     "the query worker is not ready yet (its applied view is catching up); retry later")
         try:
             req = admit(body, searcher)
-        except InvalidEventError as exc:
+        except InvalidEventError as exc:  # 400, or 403 for a tenant this worker does not serve
             _count_invalid()
-            return 400, error_reply(request_id_of(body) or "", exc.reason, str(exc))
+            refused = error_reply(request_id_of(body) or "", exc.reason, str(exc))
+            return http_status(refused), refused
         until = received + _allowed(req, None, now)
         try:  # at most FRESHET_QUERY_CONCURRENCY searches at once over HTTP too; a slot is waited for
             await asyncio.wait_for(http_slots.acquire(), max(until - time.monotonic(), 0.001))

@@ -51,7 +51,7 @@ def build(settings: Settings, role: Role) -> faust.App:
     else:
         searcher = Searcher(embedder, store, AppliedView(), QueryStats(), metadata_schema=settings.metadata_schema,
                             overfetch=settings.query_overfetch, cache_size=settings.query_cache_size,
-                            alpha=settings.hybrid_alpha)
+                            alpha=settings.hybrid_alpha, tenancy=settings.tenant_policy)
         web.register(app, health, searcher.stats.as_dict)
         query_agent.register(app, topics, settings, searcher, Probes(searcher, store), health)
         dashboard.register(app, settings)

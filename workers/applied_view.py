@@ -29,7 +29,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from schemas.applied import AppliedRecord, ProgressRecord
-from schemas.change import document_key
+from schemas.change import document_key, split_key
 from schemas.search import DocFence, OffsetFence
 from workers.store import StoredHit
 
@@ -158,6 +158,10 @@ class AppliedView:
     def doc(self, tenant: str | None, doc_id: str) -> AppliedDoc | None:
         """The applied version of a live document; None for one unknown or deleted."""
         return self._docs.get(document_key(tenant, doc_id))
+
+    def tenants(self) -> set[str | None]:
+        """The tenants of the live documents (linear in their number: for probes, not the search path)."""
+        return {split_key(key)[0] for key in self._docs}
 
     def __len__(self) -> int:
         """Documents applied and not deleted."""

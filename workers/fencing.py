@@ -198,9 +198,9 @@ class FencedStore:
         async with self._fence.writing():
             await self._store.update_properties(records)
 
-    async def delete_ids(self, ids: Sequence[str]) -> int:
+    async def delete_ids(self, ids: Sequence[str], *, tenant: str | None = None) -> int:
         async with self._fence.writing():
-            return await self._store.delete_ids(ids)
+            return await self._store.delete_ids(ids, tenant=tenant)
 
     async def delete_document(self, tenant: str | None, doc_id: str, *, keep: Sequence[str] = ()) -> int:
         async with self._fence.writing():
@@ -209,8 +209,9 @@ class FencedStore:
     async def search(self, query: StoreQuery) -> list[StoredHit]:
         return await self._store.search(query)
 
-    async def fetch(self, ids: Sequence[str], *, with_vectors: bool = False) -> list[StoredHit]:
-        return await self._store.fetch(ids, with_vectors=with_vectors)
+    async def fetch(self, ids: Sequence[str], *, tenant: str | None = None,
+                    with_vectors: bool = False) -> list[StoredHit]:
+        return await self._store.fetch(ids, tenant=tenant, with_vectors=with_vectors)
 
-    async def vectors(self, max_count: int) -> dict[str, list[float]] | None:
-        return await self._store.vectors(max_count)
+    async def vectors(self, max_count: int, *, tenant: str | None = None) -> dict[str, list[float]] | None:
+        return await self._store.vectors(max_count, tenant=tenant)

@@ -182,12 +182,15 @@ class Indexer:
         a document with neither version's chunks); return the states with their pending deletes
         cleared, to be stored."""
         cleared: list[tuple[str, DocState]] = []
-        doomed = [cid for _, st in done for cid in st.pending_delete]
-        if doomed:
-            with metrics.STORE_WRITE_SECONDS.labels("delete").time():
-                await self._store.delete_ids(doomed)
-            self.stats.chunks_deleted += len(doomed)
-            metrics.CHUNKS_DELETED.inc(len(doomed))
+        doomed: dict[str | None, list[str]] = defaultdict(list)  # by tenant: a multi-tenant store's shard
+        for key, st in done:
+            doomed[split_key(key)[0]] += st.pending_delete
+        for tenant, ids in doomed.items():
+            if ids:
+                with metrics.STORE_WRITE_SECONDS.labels("delete").time():
+                    await self._store.delete_ids(ids, tenant=tenant)
+                self.stats.chunks_deleted += len(ids)
+                metrics.CHUNKS_DELETED.inc(len(ids))
         for key, st in done:
             if st.pending_sweep:  # unknown prior state: sweep by filter so no orphan survives
                 tenant, doc_id = split_key(key)

@@ -9,6 +9,10 @@
   searched over the request path (Kafka round trip included), nDCG@10 and Recall@10 per mode.
 - **ANN recall**: for sampled stored chunks, the HNSW top 10 against the exact top 10 by brute
   force over every stored vector (only while the collection holds at most ``ann_max_chunks``).
+  With multi-tenancy each tenant's shard has its own HNSW index: one tenant, drawn at random among
+  those with live documents, is measured per run.
+
+Probes search only the shards of tenants this worker serves (``Searcher.tenancy``).
 """
 
 from __future__ import annotations
@@ -67,7 +71,7 @@ class Probes:
                 break
         view.recent.clear()  # older ones are superseded by the sample just taken
         for cid, p in list(self._pending.items()):
-            found = await self._found(p)
+            found = await self._found(p) if self._searcher.tenancy.serves(p.record.tenant) else None
             if found is None or found or time.time() - p.first_tried > self._give_up:
                 del self._pending[cid]
                 if found is not None:
@@ -75,7 +79,7 @@ class Probes:
 
     async def _found(self, p: _Pending) -> bool | None:
         """True/False, or None when the chunk is gone (superseded by a later version)."""
-        objects = await self._store.fetch([p.chunk_id], with_vectors=True)
+        objects = await self._store.fetch([p.chunk_id], tenant=p.record.tenant, with_vectors=True)
         if not objects or not objects[0].vector:
             return None
         text = str(objects[0].properties.get("text", ""))[:4000] or p.chunk_id
@@ -96,7 +100,13 @@ class Probes:
 
     async def ann_recall(self) -> float | None:
         """Recall@10 of HNSW against brute force for sampled stored chunks (None if too many or too few)."""
-        vectors = await self._store.vectors(self._ann_max)
+        tenancy, tenant = self._searcher.tenancy, None
+        if tenancy.required:  # one tenant's shard, one HNSW index
+            served = sorted(t for t in self._searcher.view.tenants() if t is not None and tenancy.serves(t))
+            if not served:
+                return None
+            tenant = random.choice(served)
+        vectors = await self._store.vectors(self._ann_max, tenant=tenant)
         if not vectors or len(vectors) < 20:
             return None
         ids = list(vectors)
@@ -105,7 +115,8 @@ class Probes:
         recalls = []
         for qi in random.Random(len(ids)).sample(range(len(ids)), min(self._ann_samples, len(ids))):
             exact = {ids[j] for j in np.argsort(-(matrix @ matrix[qi]))[:10]}
-            hits = await self._store.search(StoreQuery(mode="vector", text="", vector=matrix[qi].tolist(), limit=10))
+            hits = await self._store.search(StoreQuery(mode="vector", text="", vector=matrix[qi].tolist(), limit=10,
+                                                       tenant=tenant))
             recalls.append(len(exact & {h.id for h in hits}) / 10)
         recall = float(np.mean(recalls))
         metrics.ANN_RECALL.set(recall)

@@ -3,7 +3,9 @@
 The store is asked for more hits than wanted (``overfetch``), the :class:`AppliedView` admits only
 chunks of each document's applied version, then hits are grouped by document when asked and cut
 to ``top_k``. Filters are checked against the declared fields before anything runs, so an unknown
-field is a precise error, not an empty result.
+field is a precise error, not an empty result. So is the request's tenant, against the worker's
+:class:`~workers.tenancy.TenantPolicy` (required with multi-tenancy; among those it serves); a hit
+whose tenant is not the request's is never admitted, whatever the store returned.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from workers.applied_view import AppliedView
 from workers.embedding import BatchingEmbedder, Embedder, EmbeddingCache, Vector, embed_off_loop
 from workers.stats import QueryStats
 from workers.store import ChunkStore, StoredHit, StoreQuery
+from workers.tenancy import TenantPolicy
 
 _NUMERIC = {"int", "number"}
 
@@ -131,12 +134,14 @@ class Searcher:
 
     def __init__(self, embedder: Embedder, store: ChunkStore, view: AppliedView, stats: QueryStats, *,
                  metadata_schema: Mapping[str, str], overfetch: float = 2.0, cache_size: int = 1024,
-                 alpha: float = DEFAULT_ALPHA) -> None:
+                 alpha: float = DEFAULT_ALPHA, tenancy: TenantPolicy | None = None) -> None:
         self._embedder = embedder
         self._store = store
         self.view = view
         self.stats = stats
         self._schema = dict(metadata_schema)
+        self.tenancy = tenancy or TenantPolicy()
+        """Which tenants' searches this worker answers (its probes search only theirs)."""
         self._overfetch = overfetch
         self._alpha = alpha
         self._cache = EmbeddingCache(cache_size)
@@ -155,6 +160,7 @@ class Searcher:
 
     def validate(self, req: SearchRequest) -> None:
         """Raise :class:`InvalidEventError` for what the schema alone cannot catch."""
+        self.tenancy.check(req)
         if req.filters is not None:
             check_filter(req.filters, self._schema)
 
@@ -176,6 +182,8 @@ class Searcher:
             filters=req.filters,
             limit=fetch_limit(req.top_k, self._overfetch, req.group_by_doc),
         ))
+        if req.tenant is not None:  # the store searched the tenant's shard (or filtered): never another's chunk
+            stored = [h for h in stored if h.properties.get("tenant") == req.tenant]
         admitted = self.view.admit(stored)
         seen = self.view.positions()  # the view the hits were admitted by (no await in between)
         self.stats.hits_withheld += len(stored) - len(admitted)

@@ -78,7 +78,15 @@ class StoredHit:
 
 
 class ChunkStore(Protocol):
-    """Writes and searches chunks. Connections open in :meth:`start`, never in ``__init__``."""
+    """Writes and searches chunks. Connections open in :meth:`start`, never in ``__init__``.
+
+    **Tenants.** A multi-tenant store keeps each tenant's chunks in a shard of its own and every
+    call names one: the records' ``tenant``, the query's, or the ``tenant`` argument (a call
+    without one fails there). A store without tenancy holds every tenant's chunks together; there
+    the ``tenant`` argument of :meth:`delete_ids`, :meth:`fetch` and :meth:`vectors` changes
+    nothing (a chunk id already names one tenant's chunk: it is uuid5 of the tenant among others).
+    A tenant without a shard holds nothing: reads find nothing, deletes delete nothing.
+    """
 
     async def start(self) -> None: ...
 
@@ -90,17 +98,19 @@ class ChunkStore(Protocol):
     async def update_properties(self, records: Sequence[ChunkRecord]) -> None:
         """Replace the properties (not the vectors) of existing objects."""
 
-    async def delete_ids(self, ids: Sequence[str]) -> int:
-        """Delete these objects; return how many existed."""
+    async def delete_ids(self, ids: Sequence[str], *, tenant: str | None = None) -> int:
+        """Delete these objects (chunks of ``tenant``); return how many existed."""
 
     async def delete_document(self, tenant: str | None, doc_id: str, *, keep: Sequence[str] = ()) -> int:
         """Delete the document's chunks whose id is not in ``keep``; return how many went."""
 
     async def search(self, query: StoreQuery) -> list[StoredHit]: ...
 
-    async def fetch(self, ids: Sequence[str], *, with_vectors: bool = False) -> list[StoredHit]:
-        """The stored objects with these ids (properties, and with ``with_vectors`` their vectors);
-        missing ids are left out."""
+    async def fetch(self, ids: Sequence[str], *, tenant: str | None = None,
+                    with_vectors: bool = False) -> list[StoredHit]:
+        """The stored objects with these ids (chunks of ``tenant``; properties, and with
+        ``with_vectors`` their vectors); missing ids are left out."""
 
-    async def vectors(self, max_count: int) -> dict[str, list[float]] | None:
-        """Every stored vector by object id, or None when there are more than ``max_count``."""
+    async def vectors(self, max_count: int, *, tenant: str | None = None) -> dict[str, list[float]] | None:
+        """Every stored vector by object id (of ``tenant``'s shard in a multi-tenant store: the
+        index its searches run on), or None when there are more than ``max_count``."""

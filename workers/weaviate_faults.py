@@ -126,6 +126,12 @@ def all_failed_messages(exc: WeaviateInsertManyAllFailedError) -> list[str]:
     return [m for m in (rest if found else text).split("\n") if m.strip()]
 
 
+def missing_shard(exc: BaseException) -> bool:
+    """Whether a call failed because its tenant has no shard in a multi-tenant collection (never
+    written to, or dropped by ``freshet tenant delete``): no fault, that tenant holds nothing."""
+    return "tenant not found" in f"{message_of(exc)} {exc}"
+
+
 def message_of(exc: BaseException) -> str:
     """Weaviate's own words in a client exception: the body's first message of an HTTP error, the
     status and details of a gRPC one (not the client's debug dump)."""

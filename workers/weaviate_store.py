@@ -42,6 +42,7 @@ from workers import metrics
 from workers.analysis import analyzed_query, keyword_text
 from workers.fusion import FUSIONS, Candidate, fuse
 from workers.store import ChunkRecord, HnswConfig, StoredHit, StoreQuery
+from workers.tenancy import weaviate_tenant
 from workers.weaviate_faults import (
     CLIENT_ERRORS,
     EVENT_PROPERTY_PREFIX,
@@ -51,6 +52,7 @@ from workers.weaviate_faults import (
     classify_exception,
     judge,
     message_of,
+    missing_shard,
     store_fault,
 )
 
@@ -126,6 +128,13 @@ class WeaviateChunkStore:
     ``consistency`` (QUORUM by default: with 3 replicas a read then overlaps every acknowledged write).
     ``hnsw`` builds the vector index of a collection the store creates; its search-time ``ef`` is
     set on an existing one at every start, and a different build is logged, never changed.
+
+    With ``multi_tenancy`` the collection uses Weaviate's native multi-tenancy: each freshet tenant
+    has a shard of its own (:func:`workers.tenancy.weaviate_tenant` names it), made by its first
+    write (auto tenant creation and activation), and every call goes through
+    ``collection.with_tenant(...)``; a shard that does not exist holds nothing. Weaviate fixes
+    multi-tenancy when it makes a collection, so :meth:`start` refuses (:class:`ConfigError`) one
+    made with the other setting.
     """
 
     def __init__(self, *, host: str, http_port: int, grpc_port: int, collection: str,
@@ -134,10 +143,11 @@ class WeaviateChunkStore:
                  failover: Sequence[tuple[str, int, int]] = (), bm25_k1: float = 1.2, bm25_b: float = 0.75,
                  keyword_operator: str = "or", fusion: str = "relative_score", hybrid_candidates: int = 50,
                  hnsw: HnswConfig | None = None, api_key: str = "", http_secure: bool = False,
-                 grpc_secure: bool = False) -> None:
+                 grpc_secure: bool = False, multi_tenancy: bool = False) -> None:
         self._auth = Auth.api_key(api_key) if api_key else None
         self._secure = (http_secure, grpc_secure)
         self._metadata_fields = dict(metadata_fields or {})
+        self._multi_tenancy = multi_tenancy
         self._hnsw = hnsw or HnswConfig()
         self._bm25 = (bm25_k1, bm25_b)
         self._operator = bm25_operator(keyword_operator)
@@ -228,6 +238,7 @@ class WeaviateChunkStore:
                 try:
                     if not await client.collections.exists(self._collection_name):
                         await self._create(client)
+                    await self._check_tenancy(client)
                     await self._add_missing_properties(client)
                     await self._check_replication(client)
                     await self._check_bm25(client)
@@ -239,6 +250,9 @@ class WeaviateChunkStore:
             await client.close()
             raise StoreUnavailableError(
                 f"Weaviate at {host}:{http_port} (gRPC {grpc_port}) is not reachable: {exc}") from exc
+        except ConfigError:
+            await client.close()
+            raise
         return client
 
     async def _fail_over(self, failed: weaviate.WeaviateAsyncClient | None) -> None:
@@ -283,9 +297,12 @@ class WeaviateChunkStore:
                     stopwords_preset=wvc.config.StopwordsPreset.NONE,
                 ),
                 replication_config=self._replication_config(),
+                multi_tenancy_config=wvc.config.Configure.multi_tenancy(
+                    enabled=True, auto_tenant_creation=True, auto_tenant_activation=True)
+                if self._multi_tenancy else None,
             )
             log.info("collection_created", collection=self._collection_name,
-                     replication_factor=self._replication_factor or 1)
+                     replication_factor=self._replication_factor or 1, multi_tenancy=self._multi_tenancy)
         except WeaviateBaseError as exc:
             # Another worker may have created it between exists() and create().
             if not await client.collections.exists(self._collection_name):
@@ -311,6 +328,24 @@ class WeaviateChunkStore:
                         hint="Weaviate keeps a collection's replication factor: set "
                              "FRESHET_WEAVIATE_REPLICATION_FACTOR to match it, or start from an empty stack "
                              "(make clean) to create it anew")
+
+    async def _check_tenancy(self, client: weaviate.WeaviateAsyncClient) -> None:
+        """Refuse a collection whose multi-tenancy differs from the setting (Weaviate cannot switch
+        it); on a multi-tenant one, turn on the automatic creation and activation of tenants."""
+        coll = client.collections.use(self._collection_name)
+        mt = (await coll.config.get()).multi_tenancy_config
+        if mt.enabled != self._multi_tenancy:
+            have, want = ("with", "without") if mt.enabled else ("without", "with")
+            raise ConfigError(
+                f"collection {self._collection_name!r} was made {have} Weaviate multi-tenancy, and "
+                f"FRESHET_MULTI_TENANCY={str(self._multi_tenancy).lower()} asks {want} it; Weaviate cannot switch "
+                f"an existing collection: set FRESHET_MULTI_TENANCY={str(mt.enabled).lower()}, or index into a new "
+                "collection (FRESHET_COLLECTION) and publish the documents again")
+        if mt.enabled and not (mt.auto_tenant_creation and mt.auto_tenant_activation):
+            await coll.config.update(multi_tenancy_config=wvc.config.Reconfigure.multi_tenancy(
+                auto_tenant_creation=True, auto_tenant_activation=True))
+            log.info("auto_tenants_enabled", collection=self._collection_name,
+                     were=(mt.auto_tenant_creation, mt.auto_tenant_activation))
 
     async def _add_missing_properties(self, client: weaviate.WeaviateAsyncClient) -> None:
         """A metadata field declared after the collection was created becomes a new property; so does
@@ -373,6 +408,19 @@ class WeaviateChunkStore:
             raise StoreUnavailableError("the Weaviate store is not started; call start() first")
         return self._client.collections.use(self._collection_name).with_consistency_level(self._consistency)
 
+    def _at(self, tenant: str | None) -> CollectionAsync[Any, Any]:
+        """The collection as ``tenant``'s calls see it: its shard in a multi-tenant store, else all of it."""
+        if not self._multi_tenancy:
+            return self._collection
+        if tenant is None:
+            raise StoreError(f"collection {self._collection_name!r} is multi-tenant: every read and write names "
+                             "a tenant, and this one names none (a bug of freshet: events and searches without "
+                             "a tenant are refused before they reach the store)")
+        return self._collection.with_tenant(weaviate_tenant(tenant))
+
+    def _no_shard(self, exc: BaseException) -> bool:
+        return self._multi_tenancy and missing_shard(exc)
+
     async def upsert(self, records: Sequence[ChunkRecord]) -> None:
         """Write every record, or raise: :class:`ObjectRejectedError` when Weaviate rejected some for
         their content (the others are written), :class:`StoreUnavailableError` for any other failure
@@ -380,20 +428,28 @@ class WeaviateChunkStore:
         if not records:
             return
         what = f"writing {len(records)} chunks"
+        groups: dict[str | None, list[int]] = {}  # one batch per tenant shard (one in all without tenancy)
+        for i, r in enumerate(records):
+            groups.setdefault(r.tenant if self._multi_tenancy else None, []).append(i)
+        failures: dict[int, tuple[FaultKind, str]] = {}
+        for tenant, group in groups.items():
+            failures.update(await self._insert(tenant, [records[i] for i in group], group, what))
+        if failures:
+            raise self._counted(judge(records, failures, what))
+
+    async def _insert(self, tenant: str | None, batch: Sequence[ChunkRecord], at: Sequence[int],
+                      what: str) -> dict[int, tuple[FaultKind, str]]:
+        """Write one batch into ``tenant``'s shard; the failures by index ``at[i]`` of the batch's i-th record."""
         try:
-            result = await self._collection.data.insert_many([self._to_object(r) for r in records])
+            result = await self._at(tenant).data.insert_many([self._to_object(r) for r in batch])
         except WeaviateInsertManyAllFailedError as exc:  # every object failed; the client kept only the messages
             messages = all_failed_messages(exc)
-            kind = store_fault(messages) or "rejected"
-            raise self._counted(judge(records, dict.fromkeys(range(len(records)), (kind, " | ".join(messages))),
-                                      what)) from exc
+            return dict.fromkeys(at, (store_fault(messages) or "rejected", " | ".join(messages)))
         except WeaviateInvalidInputError as exc:  # the client refused to send it: our bug, not the event's
             raise StoreError(f"the Weaviate client refused {what} as malformed (a bug of freshet): {exc}") from exc
         except CLIENT_ERRORS as exc:
             raise await self._fault(exc, what) from exc
-        if result.errors:
-            failures = {i: (classify(e.message), e.message) for i, e in result.errors.items()}
-            raise self._counted(judge(records, failures, what))
+        return {at[i]: (classify(e.message), e.message) for i, e in result.errors.items()}
 
     async def update_properties(self, records: Sequence[ChunkRecord]) -> None:
         """Replace the properties of existing objects; raise as :meth:`upsert` does."""
@@ -401,11 +457,17 @@ class WeaviateChunkStore:
 
         async def one(r: ChunkRecord) -> None:
             async with limit:
-                await self._collection.data.update(uuid=r.id, properties=self._properties(r))
+                await self._at(r.tenant).data.update(uuid=r.id, properties=self._properties(r))
 
         outcomes = await asyncio.gather(*(one(r) for r in records), return_exceptions=True)
         failures: dict[int, tuple[FaultKind, str]] = {}
+        gone = {i for i, out in enumerate(outcomes) if isinstance(out, Exception) and self._no_shard(out)}
+        if gone:  # the tenant's shard was dropped (freshet tenant delete): its deletes follow on the changes topic
+            log.warning("tenant_shard_missing", collection=self._collection_name, what="updating properties",
+                        chunks=len(gone))
         for i, out in enumerate(outcomes):
+            if i in gone:
+                continue
             if isinstance(out, UnexpectedStatusCodeError) and out.status_code == 404:
                 failures[i] = ("server_error", f"chunk {records[i].id} is not in {self._collection_name!r} "
                                "(HTTP 404): the document's stored state is out of step with Weaviate")
@@ -416,17 +478,20 @@ class WeaviateChunkStore:
         if failures:
             raise self._counted(judge(records, failures, f"updating properties of {len(records)} chunks"))
 
-    async def delete_ids(self, ids: Sequence[str]) -> int:
+    async def delete_ids(self, ids: Sequence[str], *, tenant: str | None = None) -> int:
         deleted = 0
         for start in range(0, len(ids), 500):
             part = list(ids[start : start + 500])
-            deleted += await self._delete(wvc.query.Filter.by_id().contains_any(part), f"deleting {len(part)} chunks")
+            deleted += await self._delete(wvc.query.Filter.by_id().contains_any(part), f"deleting {len(part)} chunks",
+                                          tenant)
         return deleted
 
-    async def _delete(self, where: Any, what: str) -> int:
+    async def _delete(self, where: Any, what: str, tenant: str | None) -> int:
         try:
-            result = await self._collection.data.delete_many(where=where)
+            result = await self._at(tenant).data.delete_many(where=where)
         except CLIENT_ERRORS as exc:
+            if self._no_shard(exc):
+                return 0
             raise await self._fault(exc, what) from exc
         if result.failed:  # the reply has no reason (verbose=True breaks the client on a READONLY shard)
             kind = await self._shard_kind()
@@ -494,24 +559,27 @@ class WeaviateChunkStore:
         where = _doc_filter(tenant, doc_id)
         if keep:
             where = where & wvc.query.Filter.by_id().contains_none(list(keep))
-        return await self._delete(where, f"deleting chunks of {doc_id!r}")
+        return await self._delete(where, f"deleting chunks of {doc_id!r}", tenant)
 
-    async def fetch(self, ids: Sequence[str], *, with_vectors: bool = False) -> list[StoredHit]:
+    async def fetch(self, ids: Sequence[str], *, tenant: str | None = None,
+                    with_vectors: bool = False) -> list[StoredHit]:
         if not ids:
             return []
         try:
-            res = await self._collection.query.fetch_objects(
+            res = await self._at(tenant).query.fetch_objects(
                 filters=wvc.query.Filter.by_id().contains_any(list(ids)), limit=len(ids),
                 include_vector=[VECTOR_NAME] if with_vectors else False)
         except CLIENT_ERRORS as exc:
+            if self._no_shard(exc):
+                return []
             raise await self._read_fault(exc, "fetching objects") from exc
         return [StoredHit(id=str(o.uuid), score=0.0, properties=dict(o.properties),
                           vector=list(o.vector[VECTOR_NAME]) if with_vectors and VECTOR_NAME in o.vector  # type: ignore[arg-type]
                           else None)
                 for o in res.objects]
 
-    async def vectors(self, max_count: int) -> dict[str, list[float]] | None:
-        coll = self._collection
+    async def vectors(self, max_count: int, *, tenant: str | None = None) -> dict[str, list[float]] | None:
+        coll = self._at(tenant)
         try:
             total = (await coll.aggregate.over_all(total_count=True)).total_count or 0
             if total > max_count:
@@ -520,12 +588,14 @@ class WeaviateChunkStore:
             async for o in coll.iterator(include_vector=True, return_properties=[]):
                 out[str(o.uuid)] = list(o.vector[VECTOR_NAME])  # type: ignore[arg-type]
         except CLIENT_ERRORS as exc:
+            if self._no_shard(exc):
+                return {}
             raise await self._read_fault(exc, "reading vectors") from exc
         return out
 
     def _filters(self, query: StoreQuery) -> Any:
         parts = []
-        if query.tenant:
+        if query.tenant and not self._multi_tenancy:  # a multi-tenant store searches the tenant's shard alone
             parts.append(wvc.query.Filter.by_property("tenant").equal(query.tenant))
         if query.filters is not None:
             parts.append(to_weaviate_filter(query.filters, self._metadata_fields))
@@ -557,24 +627,28 @@ class WeaviateChunkStore:
 
     async def _search(self, query: StoreQuery) -> list[StoredHit]:
         filters = self._filters(query)
+        coll = self._at(query.tenant)
         try:
             words = analyzed_query(query.text)
             if query.mode == "keyword":
                 if not words:  # nothing but stop words and punctuation: no word to match
                     return []
-                return [_keyword_hit(o) for o in (await self._bm25_side(words, query.limit, filters)).objects]
+                return [_keyword_hit(o) for o in (await self._bm25_side(coll, words, query.limit, filters)).objects]
             if query.mode == "vector" or not words:
-                return [_vector_hit(o) for o in (await self._vector_side(query, query.limit, filters)).objects]
-            return await self._hybrid(query, words, filters)
+                return [_vector_hit(o) for o in (await self._vector_side(coll, query, query.limit, filters)).objects]
+            return await self._hybrid(coll, query, words, filters)
         except CLIENT_ERRORS as exc:
+            if self._no_shard(exc):  # a tenant never written to (or deleted): nothing to find
+                return []
             raise await self._read_fault(exc, f"running a {query.mode} search") from exc
 
-    async def _hybrid(self, query: StoreQuery, words: str, filters: Any) -> list[StoredHit]:
+    async def _hybrid(self, coll: CollectionAsync[Any, Any], query: StoreQuery, words: str,
+                      filters: Any) -> list[StoredHit]:
         """Both sides over ``hybrid_candidates`` chunks each (at least the limit), fused here
         (:mod:`workers.fusion`) so that every hit carries a [0, 1] score and each side's own."""
         depth = max(query.limit, self._candidates)
-        vec, kw = await asyncio.gather(self._vector_side(query, depth, filters),
-                                       self._bm25_side(words, depth, filters))
+        vec, kw = await asyncio.gather(self._vector_side(coll, query, depth, filters),
+                                       self._bm25_side(coll, words, depth, filters))
         objects = {str(o.uuid): o for o in (*vec.objects, *kw.objects)}
         fused = fuse([Candidate(str(o.uuid), _similarity(o)) for o in vec.objects],
                      [Candidate(str(o.uuid), float(o.metadata.score or 0.0)) for o in kw.objects],
@@ -582,13 +656,14 @@ class WeaviateChunkStore:
         return [StoredHit(id=f.id, score=f.score, properties=dict(objects[f.id].properties),
                           vector_score=f.vector_score, keyword_score=f.keyword_score) for f in fused]
 
-    async def _vector_side(self, query: StoreQuery, limit: int, filters: Any) -> Any:
-        return await self._collection.query.near_vector(
+    async def _vector_side(self, coll: CollectionAsync[Any, Any], query: StoreQuery, limit: int,
+                           filters: Any) -> Any:
+        return await coll.query.near_vector(
             list(query.vector or []), target_vector=VECTOR_NAME, limit=limit, filters=filters,
             return_metadata=wvc.query.MetadataQuery(distance=True))
 
-    async def _bm25_side(self, words: str, limit: int, filters: Any) -> Any:
-        return await self._collection.query.bm25(
+    async def _bm25_side(self, coll: CollectionAsync[Any, Any], words: str, limit: int, filters: Any) -> Any:
+        return await coll.query.bm25(
             words, query_properties=[KEYWORDS], operator=self._operator, limit=limit, filters=filters,
             return_metadata=wvc.query.MetadataQuery(score=True))
 
@@ -647,7 +722,7 @@ def store_for(settings: Settings, **overrides: Any) -> WeaviateChunkStore:
         consistency=s.weaviate_consistency, timeout=s.weaviate_timeout_seconds, failover=s.weaviate_nodes[1:],
         bm25_k1=s.bm25_k1, bm25_b=s.bm25_b, keyword_operator=s.keyword_operator, fusion=s.hybrid_fusion,
         hybrid_candidates=s.hybrid_candidates, hnsw=s.hnsw, api_key=s.weaviate_api_key.get_secret_value(),
-        http_secure=s.weaviate_http_secure, grpc_secure=s.weaviate_grpc_secure)
+        http_secure=s.weaviate_http_secure, grpc_secure=s.weaviate_grpc_secure, multi_tenancy=s.multi_tenancy)
     args.update(overrides)
     return WeaviateChunkStore(**args)
 

@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from freshet.errors import ObjectRejectedError, StoreUnavailableError
+from freshet.errors import ConfigError, ObjectRejectedError, StoreUnavailableError
 from freshet.settings import Settings
 from ops import procs
 from ops.stack import Stack, isolated
 from tests.integration.conftest import Endpoints, make_settings
 from workers.ids import chunk_id
 from workers.store import ChunkRecord, HnswConfig, StoreQuery
+from workers.tenancy import weaviate_tenant
 from workers.weaviate_store import WeaviateChunkStore, sync_client
 
 pytestmark = pytest.mark.integration
@@ -32,9 +33,10 @@ def record(doc: str, n: int, text: str, vector: list[float], tenant: str | None 
                        event_time=None, indexed_at=datetime.now(UTC))
 
 
-def store_of(s: Settings, metadata_fields: dict[str, str] | None = None) -> WeaviateChunkStore:
+def store_of(s: Settings, metadata_fields: dict[str, str] | None = None, *,
+             multi_tenancy: bool = False) -> WeaviateChunkStore:
     return WeaviateChunkStore(host=s.weaviate_host, http_port=s.weaviate_http_port, grpc_port=s.weaviate_grpc_port,
-                              collection=s.collection, metadata_fields=metadata_fields)
+                              collection=s.collection, metadata_fields=metadata_fields, multi_tenancy=multi_tenancy)
 
 
 def store_errors(kind: str) -> float:
@@ -223,3 +225,107 @@ def test_memory_pressure_is_waited_out_not_rejected(starved_weaviate: tuple[Sett
     stack.down(["weaviate"])
     stack.up(["weaviate"])
     asyncio.run(relieved())
+
+
+#: Tenants whose names Weaviate takes as they are, and one it does not (encoded).
+TENANTS = ("acme", "Acme", "acme/eu west")
+
+
+def test_a_multi_tenant_store_keeps_each_tenant_in_a_shard_of_its_own(isolated: Settings) -> None:
+    """The same doc_id and words in three tenants: every read, write and delete reaches one shard."""
+    async def scenario() -> None:
+        store = store_of(isolated, multi_tenancy=True)
+        await store.start()
+        try:
+            recs = {t: [record("d", 0, f"alpha shared words {t}", [1.0, 0.1 * i, 0.0], tenant=t),
+                        record("d", 1, "beta shared words", [0.0, 1.0, 0.1 * i], tenant=t)]
+                    for i, t in enumerate(TENANTS)}
+            await store.upsert([r for rs in recs.values() for r in rs])  # one call, three shards
+            await store.upsert([r for rs in recs.values() for r in rs])  # a replay: no duplicates
+            assert shards(isolated) == {weaviate_tenant(t) for t in TENANTS}
+            for t, own in recs.items():
+                ids = {r.id for r in own}
+                for mode in ("keyword", "vector", "hybrid"):
+                    hits = await store.search(StoreQuery(mode=mode, text="alpha shared words", vector=[1.0, 0.0, 0.0],
+                                                         limit=10, tenant=t))
+                    assert {h.id for h in hits} == ids and {h.properties["tenant"] for h in hits} == {t}, mode
+                assert {h.id for h in await store.fetch(sorted(ids), tenant=t)} == ids
+                assert set(await store.vectors(100, tenant=t) or {}) == ids
+            acme, other = recs["acme"], recs["Acme"]
+            assert await store.fetch([other[0].id], tenant="acme") == []  # another tenant's id: not in this shard
+            assert await store.delete_ids([other[0].id], tenant="acme") == 0
+            assert await store.delete_document("acme", "d", keep=[acme[0].id]) == 1
+            await store.update_properties([dataclasses.replace(acme[0], position=7, vector=())])
+            assert (await store.fetch([acme[0].id], tenant="acme"))[0].properties["position"] == 7
+            assert (await store.fetch([other[0].id], tenant="Acme"))[0].properties["position"] == 0
+            # a tenant without a shard holds nothing: reads find nothing, deletes delete nothing
+            for mode in ("keyword", "vector", "hybrid"):
+                assert await store.search(StoreQuery(mode=mode, text="alpha", vector=[1.0, 0.0, 0.0], limit=5,
+                                                     tenant="never")) == []
+            assert await store.fetch([acme[0].id], tenant="never") == []
+            assert await store.delete_ids([acme[0].id], tenant="never") == 0
+            assert await store.delete_document("never", "d") == 0
+            assert await store.vectors(100, tenant="never") == {}
+            drop_shard(isolated, "Acme")  # as freshet tenant delete does; an update in flight meets no shard
+            await store.update_properties([dataclasses.replace(other[0], position=9, vector=())])
+            assert shards(isolated) == {weaviate_tenant(t) for t in TENANTS if t != "Acme"}
+            assert {h.id for h in await store.fetch([r.id for r in recs["acme/eu west"]], tenant="acme/eu west")} \
+                == {r.id for r in recs["acme/eu west"]}
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_multi_tenant_store_still_names_the_rejected_objects(isolated: Settings) -> None:
+    """Per-object errors are checked in every tenant's batch: only the object at fault is rejected."""
+    async def scenario() -> None:
+        store = store_of(isolated, {"year": "int"}, multi_tenancy=True)
+        await store.start()
+        try:
+            good = record("d", 0, "fine", [1.0, 0.0, 0.0], tenant="acme")
+            typed = dataclasses.replace(record("d", 1, "typed", [0.0, 1.0, 0.0], tenant="globex"),
+                                        metadata={"year": "MMXXVI"})
+            also = record("e", 2, "fine too", [0.0, 0.0, 1.0], tenant="globex")
+            with pytest.raises(ObjectRejectedError, match="invalid integer property 'm_year'") as caught:
+                await store.upsert([good, typed, also])
+            assert [r.id for r in caught.value.rejected] == [typed.id] and caught.value.documents == {("globex", "d")}
+            assert set(caught.value.written) == {good.id, also.id}
+            assert [h.id for h in await store.fetch([good.id], tenant="acme")] == [good.id]
+            assert [h.id for h in await store.fetch([typed.id, also.id], tenant="globex")] == [also.id]
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("made_with", [False, True])
+def test_a_collection_made_with_the_other_tenancy_is_refused(isolated: Settings, made_with: bool) -> None:
+    async def scenario() -> None:
+        first = store_of(isolated, multi_tenancy=made_with)
+        await first.start()
+        await first.close()
+        other = store_of(isolated, multi_tenancy=not made_with)
+        with pytest.raises(ConfigError, match=f"FRESHET_MULTI_TENANCY={str(made_with).lower()}, or index into a new"):
+            await other.start()
+        again = store_of(isolated, multi_tenancy=made_with)  # the right setting still starts
+        await again.start()
+        await again.close()
+
+    asyncio.run(scenario())
+
+
+def shards(s: Settings) -> set[str]:
+    client = sync_client(s.weaviate_host, s.weaviate_http_port, s.weaviate_grpc_port)
+    try:
+        return set(client.collections.use(s.collection).tenants.get())
+    finally:
+        client.close()
+
+
+def drop_shard(s: Settings, tenant: str) -> None:
+    client = sync_client(s.weaviate_host, s.weaviate_http_port, s.weaviate_grpc_port)
+    try:
+        client.collections.use(s.collection).tenants.remove([weaviate_tenant(tenant)])
+    finally:
+        client.close()

@@ -45,7 +45,7 @@ class DictStore:
             self.objects[r.id] = ChunkRecord(**{**{f: getattr(r, f) for f in r.__slots__}, "vector": old.vector})
             self.property_updates += 1
 
-    async def delete_ids(self, ids: Sequence[str]) -> int:
+    async def delete_ids(self, ids: Sequence[str], *, tenant: str | None = None) -> int:
         gone = [i for i in ids if i in self.objects]
         for i in gone:
             del self.objects[i]

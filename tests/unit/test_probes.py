@@ -22,7 +22,8 @@ VECTOR = [0.6, 0.8, 0.0]
 class OneChunkStore(DictStore):
     """A store holding one chunk of ``a.md``: fetched with its vector, found by exactly that vector."""
 
-    async def fetch(self, ids: Sequence[str], *, with_vectors: bool = False) -> list[StoredHit]:
+    async def fetch(self, ids: Sequence[str], *, tenant: str | None = None,
+                    with_vectors: bool = False) -> list[StoredHit]:
         return [StoredHit(id=CHUNK, score=0.0, properties={"doc_id": "a.md", "text": "# A\n\nSome text."},
                           vector=VECTOR if with_vectors else None) for i in ids if i == CHUNK]
 
