@@ -177,6 +177,14 @@ def test_the_workers_run_as_their_own_users_and_a_search_round_trip_works(secure
         finally:
             client.close()
         assert reply.status == "ok" and "secure/0" in {h.doc_id for h in reply.hits}, reply
+        # the demo, as `make demo` runs it: the CLI is given no credential and finds the home's by itself
+        env = {**s.base.as_env(), "HF_HUB_OFFLINE": "1"}
+        assert not env["FRESHET_KAFKA_SASL_PASSWORD"] and not env["FRESHET_WEAVIATE_API_KEY"]
+        demo = subprocess.run([sys.executable, "-m", "freshet.cli", "demo"], env=env, capture_output=True, text=True,
+                              timeout=600, cwd=Path(__file__).resolve().parents[2])
+        (s.base.home / "logs" / "demo-output.log").write_text(demo.stdout + demo.stderr)
+        assert demo.returncode == 0, demo.stderr[-2000:]
+        assert "ok, " in demo.stdout and "re-embedded" in demo.stdout, demo.stdout[-2000:]
         # the workers' users had every right they needed: the broker logs each denial of an authorizer
         with broker_log.open("rb") as fh:
             fh.seek(mark)
