@@ -160,16 +160,25 @@ class _Collect(logging.Handler):
 @contextlib.contextmanager
 def refusals() -> Iterator[list[str]]:
     """The Kafka clients' warnings and errors logged meanwhile (their reasons for a refused
-    connection, which the exception they raise at the end does not carry)."""
+    connection, which the exception they raise at the end does not carry). freshet's logging
+    silences kafka-python (``freshet.log``: CRITICAL); meanwhile its warnings reach this collector
+    alone, never the log."""
     handler = _Collect()
-    loggers = [logging.getLogger(name) for name in ("kafka", "aiokafka")]
-    for lg in loggers:
+    saved: list[tuple[logging.Logger, int, bool]] = []
+    for name in ("kafka", "aiokafka"):
+        lg = logging.getLogger(name)
+        saved.append((lg, lg.level, lg.propagate))
         lg.addHandler(handler)
+        if lg.getEffectiveLevel() > logging.WARNING:  # silenced: hear it, and keep it out of the log
+            lg.setLevel(logging.WARNING)
+            lg.propagate = False
     try:
         yield handler.messages
     finally:
-        for lg in loggers:
+        for lg, level, propagate in saved:
             lg.removeHandler(handler)
+            lg.setLevel(level)
+            lg.propagate = propagate
 
 
 def cause(messages: list[str]) -> str:

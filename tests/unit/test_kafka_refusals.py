@@ -33,6 +33,19 @@ def test_a_refusal_is_a_config_error_and_anything_else_stays_transient() -> None
     assert isinstance(closed, TransientError) and "may want TLS or SASL" in str(closed)
 
 
+def test_the_clients_lines_are_heard_even_where_freshets_logging_silences_them() -> None:
+    kafka = logging.getLogger("kafka")
+    level, propagate = kafka.level, kafka.propagate
+    kafka.setLevel(logging.CRITICAL)  # what freshet.log configures in every process
+    try:
+        with refusals() as seen:
+            logging.getLogger("kafka.net.manager").warning("%s", PLAINTEXT_TO_TLS)
+        assert seen == [PLAINTEXT_TO_TLS]
+        assert (kafka.level, kafka.propagate) == (logging.CRITICAL, propagate), "put back as it was"
+    finally:
+        kafka.setLevel(level)
+
+
 def test_the_clients_log_lines_are_collected_while_they_run() -> None:
     with refusals() as seen:
         logging.getLogger("kafka.net.connection").error("%s", WRONG_PASSWORD)
