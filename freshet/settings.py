@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     )
     topic_dead_letter: str = Field("freshet.deadletter", description="Rejected records + reason.")
     topic_metrics: str = Field("freshet.metrics", description="Periodic metric snapshots.")
+    topic_generations: str = Field(
+        "freshet.generations", description="The index generations and which one is active (compacted; written by "
+                                           "freshet reindex, followed by every worker).")
     topic_partitions: int = Field(4, ge=1, description="Partitions of the topics freshet creates.")
     topic_replication: int = Field(1, ge=1, description="Replication factor of the topics freshet creates "
                                                         "(its own and Faust's changelog); 3 on a production cluster.")
@@ -109,6 +112,18 @@ class Settings(BaseSettings):
                         "whose node stops answering moves to the next of them (and on round). The local cluster "
                         "gives each worker every other node.")
     collection: str = Field("FreshetChunk", description="Weaviate collection holding the chunks.")
+    generation: str = Field("", description=(
+        "The index generation this worker builds or serves. Set by freshet reindex on the workers of a generation "
+        "it builds (with that generation's collection, consumer groups, model and chunker settings); must equal "
+        "the fingerprint of those settings. Empty: follow the active generation on the generations topic, or "
+        "serve the first one (FRESHET_COLLECTION) when there is none."))
+    generation_grace_seconds: float = Field(60.0, ge=0, description=(
+        "After freshet reindex switches to a new generation, how long the old one is kept (and its indexers run) "
+        "before its collection is deleted: time for every query worker to switch."))
+    reuse_vectors_from: str = Field("", description=(
+        "A collection made with the same model and title/heading context (the previous generation, set by "
+        "freshet reindex on a chunker-only change): a new chunk whose text is stored there takes its vector "
+        "instead of being embedded."))
     weaviate_replication_factor: int = Field(
         1, ge=1, description="Replication factor the collection is created with (an existing collection keeps its "
                              "own; a difference is logged as collection_replication_mismatch). The local cluster "
@@ -345,7 +360,7 @@ class Settings(BaseSettings):
     def topics(self) -> list[str]:
         """Every topic freshet uses (created at start-up when missing)."""
         return [self.topic_changes, self.topic_requests, self.topic_replies, self.topic_applied,
-                self.topic_dead_letter, self.topic_metrics]
+                self.topic_dead_letter, self.topic_metrics, self.topic_generations]
 
     def as_env(self) -> dict[str, str]:
         """These settings as ``FRESHET_*`` variables, so a child process gets exactly them."""

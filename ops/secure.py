@@ -265,6 +265,8 @@ def grants(settings: Settings) -> list[Grant]:
     topic("query", s.topic_applied, "READ", "CREATE", "DESCRIBE_CONFIGS")
     topic("query", s.topic_replies, "WRITE", "READ", "CREATE", "DESCRIBE_CONFIGS", prefixed=True)
     topic("query", s.topic_metrics, "WRITE", "READ", "CREATE", "DESCRIBE_CONFIGS")
+    for role in ("indexer", "query"):  # both follow the active generation (freshet reindex writes it, as admin)
+        topic(role, s.topic_generations, "READ", "CREATE", "DESCRIBE_CONFIGS")
     for t in (s.topic_changes, s.topic_dead_letter):
         topic("query", t, "CREATE", "DESCRIBE_CONFIGS")
     topic("query", query_app, "READ", "WRITE", "CREATE", "DESCRIBE_CONFIGS", prefixed=True)

@@ -56,6 +56,7 @@ def isolated(base: Settings, tag: str, home: Path, **overrides: object) -> Setti
     fields.update(
         topic_changes=f"{tag}.changes", topic_requests=f"{tag}.requests", topic_replies=f"{tag}.replies",
         topic_applied=f"{tag}.applied", topic_dead_letter=f"{tag}.deadletter", topic_metrics=f"{tag}.metrics",
+        topic_generations=f"{tag}.generations",
         collection="C_" + tag.replace("-", "_").replace(".", "_"), consumer_group_prefix=tag,
         indexer_web_port=procs.free_port(), query_web_port=procs.free_port(), indexer_url="", home=home,
     )
@@ -126,7 +127,7 @@ class Stack:
             self._start_kafka()
             ensure_topics(self.s.kafka_access, self.s.topics(), partitions=self.s.topic_partitions,
                           replication=self.s.topic_replication,
-                          compacted=[self.s.topic_applied])
+                          compacted=[self.s.topic_applied, self.s.topic_generations])
         if "weaviate" in wanted:
             self._start_weaviate()
             if self.secrets is not None:

@@ -9,6 +9,12 @@ document, and a :class:`ProgressRecord` per changes partition after each batch (
 partition p below ``through`` is handled"). Both go to the applied topic's partition
 ``source partition mod partitions``, after the writes they announce, so a reader that has seen a
 progress record has also seen every document record it covers (read-your-writes fences).
+
+**Generations.** The indexer of a generation built by ``freshet reindex`` (docs/design/reindex.md)
+writes to the same topic, its records tagged with ``generation`` and their keys prefixed with it
+(``<generation>\x1e<document key>``, and ``\x00progress/<generation>/<partition>``), so the two
+generations' records never compact each other away. Records without a ``generation`` belong to the
+first generation (the collection ``FRESHET_COLLECTION``); a reader keeps to one generation's records.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ class AppliedRecord(BaseModel):
     source_offset: int
     event_time: datetime | None = None
     applied_at: datetime
+    generation: str | None = Field(None, description="The index generation this change is applied to; "
+                                                     "absent for the first generation.")
 
 
 class ProgressRecord(BaseModel):
@@ -41,10 +49,20 @@ class ProgressRecord(BaseModel):
     kind: Literal["progress"] = "progress"
     partition: int = Field(ge=0)
     through: int = Field(ge=0, description="The offset after the last handled record.")
+    generation: str | None = Field(None, description="The index generation; absent for the first generation.")
 
 
-def progress_key(partition: int) -> bytes:
-    return f"\x00progress/{partition}".encode()
+#: Between a generation and the document key in an applied record's key (identities hold no control characters).
+GENERATION_SEPARATOR = "\x1e"
+
+
+def applied_key(document_key: str, generation: str | None = None) -> bytes:
+    """The key of a document's applied record: the document key, behind its generation if any."""
+    return (f"{generation}{GENERATION_SEPARATOR}{document_key}" if generation else document_key).encode()
+
+
+def progress_key(partition: int, generation: str | None = None) -> bytes:
+    return (f"\x00progress/{generation}/{partition}" if generation else f"\x00progress/{partition}").encode()
 
 
 def parse_applied(value: bytes) -> AppliedRecord | ProgressRecord:

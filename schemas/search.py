@@ -223,6 +223,8 @@ class SearchReply(BaseModel):
         "The answering worker's applied view per changes partition (ok replies). Sent back as the offset fences "
         "of the next request (SearchClient's session), it keeps a client from reading back in time when its "
         "requests go to different query workers."))
+    generation: str | None = Field(None, description=(
+        "The index generation that answered (freshet reindex; absent: the first generation, FRESHET_COLLECTION)."))
 
 
 def parse_request(value: bytes | None) -> SearchRequest:

@@ -34,7 +34,7 @@ import structlog
 
 from freshet.errors import FencedError, InvalidEventError, ObjectRejectedError
 from freshet.settings import Settings
-from schemas.applied import ProgressRecord, progress_key
+from schemas.applied import ProgressRecord, applied_key, progress_key
 from schemas.change import document_key, parse_change
 from streams.app import Topics
 from streams.deadletter import dead_letter
@@ -94,6 +94,7 @@ def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexe
     skipped: dict[str, int] = {}  # why the tail checks since the last one that ran were skipped (times)
     grace = settings.delete_grace_seconds
     page = settings.read_back_page_records
+    generation = settings.generation or None  # tags and keys the applied and progress records
 
     def mine() -> list[int]:
         """The changes partitions this worker owns: assigned with their state (:func:`ownership`)."""
@@ -294,7 +295,8 @@ def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexe
         moved = {p: advanced(await _position(p), o) for p, o in offsets.items()}
         await states.put([(position_key(p), at, p) for p, at in moved.items()], what="position_write")
         await send_all(topics.applied, [
-            {"key": progress_key(p), "value": ProgressRecord(partition=p, through=at).model_dump_json().encode(),
+            {"key": progress_key(p, generation),
+             "value": ProgressRecord(partition=p, through=at, generation=generation).model_dump_json().encode(),
              "partition": p % settings.topic_partitions} for p, at in moved.items()],
             what="progress_record", fence=fence)
 
@@ -357,7 +359,7 @@ def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexe
                                for a in applied if a.changed]
         await states.put(writes)
         await send_all(topics.applied, [
-            {"key": document_key(a.record.tenant, a.record.doc_id).encode(),
+            {"key": applied_key(document_key(a.record.tenant, a.record.doc_id), generation),
              "value": a.record.model_dump_json().encode(), "partition": a.source.partition % settings.topic_partitions}
             for a in applied], what="applied_record", fence=fence)
         doomed = [a.key for a in applied if a.state.pending_delete or a.state.pending_sweep]

@@ -18,6 +18,7 @@ from streams.app import Role, create_app
 from workers.applied_view import AppliedView
 from workers.embedding import EmbeddingCache, SentenceTransformerEmbedder
 from workers.fencing import Fence, FencedStore
+from workers.generation import adopt, check_generation, read_generations
 from workers.indexing import Indexer
 from workers.kafka_admin import describe_topics, ensure_topics, wait_for_broker, wait_for_topics
 from workers.probes import Probes
@@ -43,7 +44,9 @@ def build(settings: Settings, role: Role) -> faust.App:
                       rebalancing=lambda: bool(app.rebalancing), writer=instance)
         indexer = Indexer(embedder, FencedStore(store, fence), EmbeddingCache(settings.embed_cache_size),
                           IndexerStats(), min_chars=settings.chunk_min_chars, context=settings.chunk_context,
-                          max_chunks=settings.max_chunks_per_document)
+                          max_chunks=settings.max_chunks_per_document, generation=settings.generation or None,
+                          reuse=store_for(settings, collection=settings.reuse_vectors_from)
+                          if settings.reuse_vectors_from else None)
         web.register(app, health, indexer.stats.as_dict)
         indexer_agent.register(app, topics, settings, indexer, health, fence)
         builder = SnapshotBuilder(role, instance, indexer.stats.as_dict,
@@ -53,7 +56,7 @@ def build(settings: Settings, role: Role) -> faust.App:
                             overfetch=settings.query_overfetch, cache_size=settings.query_cache_size,
                             alpha=settings.hybrid_alpha, tenancy=settings.tenant_policy)
         web.register(app, health, searcher.stats.as_dict)
-        query_agent.register(app, topics, settings, searcher, Probes(searcher, store), health)
+        query_agent.register(app, topics, settings, searcher, Probes(searcher), health)
         dashboard.register(app, settings)
         builder = SnapshotBuilder(role, instance, searcher.stats.as_dict, ["requests", "timeouts", "errors"],
                                   quality=searcher.quality)
@@ -64,6 +67,11 @@ def build(settings: Settings, role: Role) -> faust.App:
 def run(settings: Settings, role: Role) -> None:
     """Run the worker in the foreground until SIGTERM/SIGINT."""
     info = wait_for_broker(settings.kafka_access, timeout=settings.start_timeout_seconds)
+    check_generation(settings)
+    active, _ = read_generations(settings)  # before the topics: an adopted generation has its own changelog
+    settings = adopt(settings, role, active)
+    if active is not None and settings.generation == active.generation:
+        log.info("generation_adopted", role=role, generation=active.generation, collection=active.collection)
     prepare_topics(settings, role)
     log.info("worker_starting", role=role, kafka=settings.bootstrap_servers, kafka_version=info.api_version,
              weaviate=settings.weaviate_url, collection=settings.collection)
@@ -86,7 +94,8 @@ def prepare_topics(settings: Settings, role: Role) -> None:
     names = [*settings.topics(), *([state_changelog(settings.consumer_group_prefix)] if role == "indexer" else [])]
     ensure_topics(settings.kafka_access, names, partitions=settings.topic_partitions,
                   replication=settings.topic_replication,
-                  compacted=[settings.topic_applied, state_changelog(settings.consumer_group_prefix)])
+                  compacted=[settings.topic_applied, settings.topic_generations,
+                             state_changelog(settings.consumer_group_prefix)])
     wait_for_topics(settings.kafka_access, names, timeout=settings.start_timeout_seconds)
 
 

@@ -13,8 +13,11 @@ import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
+from freshet.errors import ConfigError
+from schemas.generations import GENERATION_SETTINGS, GenerationRecord
 from workers.embedding import model_identity
 
 if TYPE_CHECKING:
@@ -48,10 +51,9 @@ class Generation:
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
     def vectors_compatible(self, other: Generation) -> bool:
-        """A chunk embedded for ``other`` has the vector it would have here: same model, same
-        variant, and the same text before the chunk (title and headings context)."""
-        return (self.model_id, self.embed_title, self.embed_headings) == (
-            other.model_id, other.embed_title, other.embed_headings)
+        """A chunk stored by ``other`` with the content hash of one here has its vector: the same model
+        and variant (a chunk's content hash covers everything the model sees, context included)."""
+        return self.model_id == other.model_id
 
 
 def generation_of(settings: Settings) -> Generation:
@@ -73,3 +75,60 @@ def collection_name(base: str, generation: Generation) -> str:
         raise ValueError(f"collection name {base!r} must start with a capital letter and hold only letters, "
                          "digits and underscores")
     return f"{base}_{generation.fingerprint}"
+
+
+def check_generation(settings: Settings) -> None:
+    """Refuse (:class:`ConfigError`) a worker whose ``generation`` names other settings than its own:
+    it would write one generation's objects under another's name."""
+    if settings.generation and generation_of(settings).fingerprint != settings.generation:
+        raise ConfigError(f"FRESHET_GENERATION is {settings.generation!r}, but these settings (model, chunker, "
+                          f"schema) make generation {generation_of(settings).fingerprint!r}: start the worker with "
+                          "the settings of its generation (freshet reindex --status lists them), or without "
+                          "FRESHET_GENERATION to follow the active one")
+
+
+def adopt(settings: Settings, role: str, active: GenerationRecord | None) -> Settings:
+    """The settings a worker runs with: its own when they name a generation (``FRESHET_GENERATION``,
+    set by freshet reindex on the indexers it starts) or when none is active yet; else the active
+    generation's (collection, model, chunker and, for an indexer, its consumer groups)."""
+    if settings.generation or active is None:
+        return settings
+    return settings.model_copy(update=active.overrides(role=role))
+
+
+def generation_record(base: Settings, overrides: dict[str, object], *, state: str, at: datetime,
+                      replaces: str | None = None) -> tuple[Settings, GenerationRecord]:
+    """The settings and record of the generation ``base`` makes with ``overrides`` (field name ->
+    value): its collection ``<base collection>_<fingerprint>`` and consumer-group prefix
+    ``<base prefix>-indexer-<fingerprint>`` (inside the indexer's Kafka ACL prefix)."""
+    unknown = sorted(set(overrides) - set(GENERATION_SETTINGS))
+    if unknown:
+        raise ConfigError(f"freshet reindex changes only {', '.join(GENERATION_SETTINGS)}; not {', '.join(unknown)}")
+    target = type(base)(**{**base.model_dump(), **overrides})  # validated: '400' from a command line is 400
+    gen = generation_of(target)
+    fp = gen.fingerprint
+    record = GenerationRecord.model_validate({
+        "generation": fp, "state": state, "collection": collection_name(base.collection, gen),
+        "consumer_group_prefix": f"{base.consumer_group_prefix}-indexer-{fp}",
+        "settings": {name: getattr(target, name) for name in GENERATION_SETTINGS},
+        "replaces": replaces, "at": at})
+    return target.model_copy(update=record.overrides(role="indexer")), record
+
+
+def read_generations(settings: Settings) -> tuple[GenerationRecord | None, dict[str, GenerationRecord]]:
+    """The active generation (None before the first switch) and every generation by fingerprint, as
+    the generations topic holds them now (an absent topic holds none)."""
+    from freshet.client import read_to_end
+    from schemas.generations import ACTIVE_KEY, parse_generation
+
+    active: GenerationRecord | None = None
+    known: dict[str, GenerationRecord] = {}
+    for r in read_to_end(settings.kafka_access, settings.topic_generations):
+        if r.value is None:
+            continue
+        record = parse_generation(r.value)
+        if r.key == ACTIVE_KEY:
+            active = record
+        else:
+            known[record.generation] = record
+    return active, known

@@ -26,7 +26,7 @@ from workers.chunking import NO_CONTEXT, Chunk, Context, chunk_document
 from workers.embedding import Embedder, EmbeddingCache, Vector, embed_off_loop, off_loop
 from workers.planning import DocState, Plan, Sourced, highest_version, plan_change, winning_event
 from workers.stats import IndexerStats
-from workers.store import ChunkRecord, ChunkStore
+from workers.store import ChunkRecord, ChunkStore, VectorSource
 
 log = structlog.get_logger(__name__)
 
@@ -62,7 +62,12 @@ class Indexer:
     """Applies micro-batches of change events to a :class:`ChunkStore`."""
 
     def __init__(self, embedder: Embedder, store: ChunkStore, cache: EmbeddingCache, stats: IndexerStats,
-                 *, min_chars: int = 100, max_chunks: int = 5_000, context: Context = NO_CONTEXT) -> None:
+                 *, min_chars: int = 100, max_chunks: int = 5_000, context: Context = NO_CONTEXT,
+                 generation: str | None = None, reuse: VectorSource | None = None) -> None:
+        """``generation``: the index generation written (tags the applied records); ``reuse``: where
+        vectors of the same model are taken from before embedding (the previous generation)."""
+        self._generation = generation
+        self._reuse = reuse
         self._min_chars = min_chars
         self._context = context
         self._max_chunks = max_chunks
@@ -74,6 +79,8 @@ class Indexer:
     async def start(self) -> None:
         """Connect the store and load the model (off the loop) before the first batch."""
         await self._store.start()
+        if self._reuse is not None:
+            await self._reuse.start()
         await embed_off_loop(self._embedder, ["warm-up"])
 
     def chunk(self, event: ChangeEvent) -> list[Chunk]:
@@ -148,6 +155,14 @@ class Indexer:
                 metrics.CHUNKS_REUSED.inc()
             else:
                 todo[h] = c.embed_text
+        if todo and self._reuse is not None:  # the previous generation's vectors, same model (freshet reindex)
+            for h, vec in (await self._reuse.vectors_by_hash(list(todo))).items():
+                if h in todo:
+                    del todo[h]
+                    out[h] = vec
+                    self._cache.put(model, h, vec)
+                    self.stats.chunks_reused += 1
+                    metrics.CHUNKS_REUSED.inc()
         if todo:
             texts = list(todo.values())
             for h, vec in zip(todo, await embed_off_loop(self._embedder, texts), strict=True):
@@ -208,7 +223,7 @@ class Indexer:
             doc_id=ev.doc_id, tenant=ev.tenant, version=p.state.version,
             op="delete" if p.state.deleted else "upsert", chunk_ids=p.state.chunk_ids,
             source_partition=se.partition, source_offset=se.offset, event_time=ev.event_time or se.timestamp,
-            applied_at=now,
+            applied_at=now, generation=self._generation,
         )
         return Applied(key, se, p.state, record, changed)
 

@@ -34,7 +34,7 @@ from workers import metrics
 from workers.beir import Dataset
 from workers.relevance import PROBE_METRICS, evaluate, rank_documents
 from workers.search import Searcher
-from workers.store import ChunkStore, StoreQuery
+from workers.store import StoreQuery
 
 log = structlog.get_logger(__name__)
 
@@ -49,10 +49,10 @@ class _Pending:
 class Probes:
     """The searchability and ANN-recall probes; results go to the gauges and ``searcher.probes``."""
 
-    def __init__(self, searcher: Searcher, store: ChunkStore, *, give_up_seconds: float = 60.0,
+    def __init__(self, searcher: Searcher, *, give_up_seconds: float = 60.0,
                  ann_samples: int = 20, ann_max_chunks: int = 50_000) -> None:
+        """Probes of what ``searcher`` serves (the generation it serves at each probe)."""
         self._searcher = searcher
-        self._store = store
         self._give_up = give_up_seconds
         self._ann_samples = ann_samples
         self._ann_max = ann_max_chunks
@@ -79,7 +79,7 @@ class Probes:
 
     async def _found(self, p: _Pending) -> bool | None:
         """True/False, or None when the chunk is gone (superseded by a later version)."""
-        objects = await self._store.fetch([p.chunk_id], tenant=p.record.tenant, with_vectors=True)
+        objects = await self._searcher.store.fetch([p.chunk_id], tenant=p.record.tenant, with_vectors=True)
         if not objects or not objects[0].vector:
             return None
         text = str(objects[0].properties.get("text", ""))[:4000] or p.chunk_id
@@ -106,7 +106,8 @@ class Probes:
             if not served:
                 return None
             tenant = random.choice(served)
-        vectors = await self._store.vectors(self._ann_max, tenant=tenant)
+        store = self._searcher.store  # one generation for the whole probe
+        vectors = await store.vectors(self._ann_max, tenant=tenant)
         if not vectors or len(vectors) < 20:
             return None
         ids = list(vectors)
@@ -115,8 +116,8 @@ class Probes:
         recalls = []
         for qi in random.Random(len(ids)).sample(range(len(ids)), min(self._ann_samples, len(ids))):
             exact = {ids[j] for j in np.argsort(-(matrix @ matrix[qi]))[:10]}
-            hits = await self._store.search(StoreQuery(mode="vector", text="", vector=matrix[qi].tolist(), limit=10,
-                                                       tenant=tenant))
+            hits = await store.search(StoreQuery(mode="vector", text="", vector=matrix[qi].tolist(), limit=10,
+                                                 tenant=tenant))
             recalls.append(len(exact & {h.id for h in hits}) / 10)
         recall = float(np.mean(recalls))
         metrics.ANN_RECALL.set(recall)

@@ -15,6 +15,7 @@ import json
 import math
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 
 from freshet.errors import FreshetError, InvalidEventError, TransientError
@@ -129,15 +130,29 @@ def failure_reply(req: SearchRequest, exc: FreshetError) -> SearchReply:
     return error_reply(req.request_id, code, f"{type(exc).__name__}: {exc}")
 
 
+@dataclass(frozen=True)
+class Serving:
+    """What answers a search: one index generation's model, collection and applied view."""
+
+    generation: str | None
+    """The generation's fingerprint (None: the first generation)."""
+    embedder: Embedder
+    store: ChunkStore
+    view: AppliedView
+    batcher: BatchingEmbedder
+
+
 class Searcher:
-    """Waits for the request's fence, embeds the query (cached), searches, admits and ranks."""
+    """Waits for the request's fence, embeds the query (cached), searches, admits and ranks.
+
+    It serves one index generation at a time (:class:`Serving`); :meth:`switch` replaces it between
+    two requests, and a search in flight finishes on the generation it started on."""
 
     def __init__(self, embedder: Embedder, store: ChunkStore, view: AppliedView, stats: QueryStats, *,
                  metadata_schema: Mapping[str, str], overfetch: float = 2.0, cache_size: int = 1024,
-                 alpha: float = DEFAULT_ALPHA, tenancy: TenantPolicy | None = None) -> None:
-        self._embedder = embedder
-        self._store = store
-        self.view = view
+                 alpha: float = DEFAULT_ALPHA, tenancy: TenantPolicy | None = None,
+                 generation: str | None = None) -> None:
+        self.serving = Serving(generation, embedder, store, view, BatchingEmbedder(embedder))
         self.stats = stats
         self._schema = dict(metadata_schema)
         self.tenancy = tenancy or TenantPolicy()
@@ -145,7 +160,6 @@ class Searcher:
         self._overfetch = overfetch
         self._alpha = alpha
         self._cache = EmbeddingCache(cache_size)
-        self._batcher = BatchingEmbedder(embedder)
         self.probes = Quality()
         """Set by the quality probes."""
 
@@ -153,10 +167,30 @@ class Searcher:
         """The latest probe figures and the size of the applied index."""
         return self.probes.model_copy(update={"index_documents": len(self.view), "index_chunks": self.view.chunks})
 
+    @property
+    def view(self) -> AppliedView:
+        """The applied view of the generation served now."""
+        return self.serving.view
+
+    @property
+    def store(self) -> ChunkStore:
+        """The store of the generation served now."""
+        return self.serving.store
+
+    @property
+    def generation(self) -> str | None:
+        return self.serving.generation
+
     async def start(self) -> None:
         """Connect the store and load the model (off the loop) before the first request."""
-        await self._store.start()
-        await embed_off_loop(self._embedder, ["warm-up"])
+        await self.serving.store.start()
+        await embed_off_loop(self.serving.embedder, ["warm-up"])
+
+    def switch(self, serving: Serving) -> Serving:
+        """Serve ``serving`` from the next request on (started and caught up by the caller); returns
+        the generation served until now."""
+        old, self.serving = self.serving, serving
+        return old
 
     def validate(self, req: SearchRequest) -> None:
         """Raise :class:`InvalidEventError` for what the schema alone cannot catch."""
@@ -170,13 +204,14 @@ class Searcher:
         ``vector``: the query's vector when the caller has it already (the searchability probe
         searches with a chunk's stored vector), so the model is not run for it."""
         t0 = time.perf_counter()
+        s = self.serving  # one generation from fence to reply, whatever switches meanwhile
         if req.consistency is not None:
-            await self.view.wait(req.consistency, None)
+            await s.view.wait(req.consistency, None)
         t1 = time.perf_counter()
         if vector is None and req.mode != "keyword":
-            vector = await self._vector(req.query)
+            vector = await self._vector(s, req.query)
         t2 = time.perf_counter()
-        stored = await self._store.search(StoreQuery(
+        stored = await s.store.search(StoreQuery(
             mode=req.mode, text=req.query, vector=vector,
             alpha=self._alpha if req.alpha is None else req.alpha, fusion=req.fusion, tenant=req.tenant,
             filters=req.filters,
@@ -184,8 +219,8 @@ class Searcher:
         ))
         if req.tenant is not None:  # the store searched the tenant's shard (or filtered): never another's chunk
             stored = [h for h in stored if h.properties.get("tenant") == req.tenant]
-        admitted = self.view.admit(stored)
-        seen = self.view.positions()  # the view the hits were admitted by (no await in between)
+        admitted = s.view.admit(stored)
+        seen = s.view.positions()  # the view the hits were admitted by (no await in between)
         self.stats.hits_withheld += len(stored) - len(admitted)
         if req.group_by_doc:
             admitted = best_per_doc(admitted)
@@ -195,15 +230,16 @@ class Searcher:
             timings=Timings(wait_ms=(t1 - t0) * 1e3, embed_ms=(t2 - t1) * 1e3, search_ms=(t3 - t2) * 1e3,
                             total_ms=(t3 - t0) * 1e3),
             view=[ViewPosition(partition=p, through=t) for p, t in sorted(seen.items())],
+            generation=s.generation,
         )
 
-    async def _vector(self, query: str) -> Vector:
-        model = self._embedder.model_id
+    async def _vector(self, s: Serving, query: str) -> Vector:
+        model = s.embedder.model_id
         key = hashlib.sha256(query.encode()).hexdigest()
         cached = self._cache.get(model, key)
         if cached is not None:
             self.stats.query_cache_hits += 1
             return cached
-        vec = await self._batcher.embed(query)
+        vec = await s.batcher.embed(query)
         self._cache.put(model, key, vec)
         return vec

@@ -77,6 +77,14 @@ class StoredHit:
     """The stored vector, when it was asked for (:meth:`ChunkStore.fetch`)."""
 
 
+class VectorSource(Protocol):
+    """Stored vectors by chunk content hash: the previous generation a reindex reuses (same model)."""
+
+    async def start(self) -> None: ...
+
+    async def vectors_by_hash(self, hashes: Sequence[str]) -> dict[str, list[float]]: ...
+
+
 class ChunkStore(Protocol):
     """Writes and searches chunks. Connections open in :meth:`start`, never in ``__init__``.
 

@@ -578,6 +578,26 @@ class WeaviateChunkStore:
                           else None)
                 for o in res.objects]
 
+    async def vectors_by_hash(self, hashes: Sequence[str]) -> dict[str, list[float]]:
+        """Stored vectors of chunks whose content hash is one of ``hashes`` (what a new generation with
+        the same model reuses instead of embedding); ``{}`` for a multi-tenant or missing collection.
+        A hash stored in many objects takes one of them: equal hashes mean equal vectors."""
+        if not hashes or self._multi_tenancy:
+            return {}
+        try:
+            res = await self._collection.query.fetch_objects(
+                filters=wvc.query.Filter.by_property("content_hash").contains_any(list(hashes)),
+                limit=min(4 * len(hashes), 10_000), include_vector=[VECTOR_NAME], return_properties=["content_hash"])
+        except CLIENT_ERRORS as exc:
+            if "could not find class" in str(exc).lower() or "no such class" in str(exc).lower():
+                return {}
+            raise await self._read_fault(exc, "fetching vectors by content hash") from exc
+        out: dict[str, list[float]] = {}
+        for o in res.objects:
+            if VECTOR_NAME in o.vector:
+                out.setdefault(str(o.properties["content_hash"]), list(o.vector[VECTOR_NAME]))  # type: ignore[arg-type]
+        return out
+
     async def vectors(self, max_count: int, *, tenant: str | None = None) -> dict[str, list[float]] | None:
         coll = self._at(tenant)
         try:

@@ -39,7 +39,7 @@ def test_a_new_chunk_is_found_by_its_stored_vector_and_the_model_is_not_run() ->
     view.apply(AppliedRecord(doc_id="a.md", version=1, op="upsert", chunk_ids=[CHUNK], source_partition=0,
                              source_offset=0, event_time=datetime.now(UTC), applied_at=datetime.now(UTC)))
     searcher = Searcher(embedder, store, view, QueryStats(), metadata_schema={})
-    asyncio.run(Probes(searcher, store).searchability())
+    asyncio.run(Probes(searcher).searchability())
     assert [q.mode for q in store.queries] == ["vector"]
     assert searcher.probes.searchability_share == 1.0
     assert embedder.embedded == []  # the probe costs the model nothing

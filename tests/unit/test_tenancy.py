@@ -201,7 +201,7 @@ def test_the_searcher_refuses_by_its_policy_and_never_admits_another_tenants_hit
 def test_probes_touch_only_the_shards_of_served_tenants() -> None:
     store = MixedStore()
     searcher = searcher_of(store, TenantPolicy(required=True, allowed=frozenset({"globex"})))
-    probes = Probes(searcher, store)
+    probes = Probes(searcher)
     for _ in range(5):
         asyncio.run(probes.ann_recall())
     assert store.vector_tenants == ["globex"] * 5
@@ -211,5 +211,5 @@ def test_probes_touch_only_the_shards_of_served_tenants() -> None:
     asyncio.run(probes.searchability())
     assert store.fetched == ["globex"]
     unrestricted = MixedStore()
-    asyncio.run(Probes(searcher_of(unrestricted, TenantPolicy()), unrestricted).ann_recall())
+    asyncio.run(Probes(searcher_of(unrestricted, TenantPolicy())).ann_recall())
     assert unrestricted.vector_tenants == [None]  # one collection, one index: every chunk, as before
