@@ -275,7 +275,7 @@ def dlq_list(settings: Settings, as_json: bool) -> None:
         extra = "".join([f", {g.truncated} truncated" if g.truncated else "",
                          f", {g.from_replays} from replays" if g.from_replays else ""])
         click.secho(f"\n{g.reason} from {g.source_topic or '?'}: {g.count}{extra}", bold=True)
-        click.echo(f"  dead letters {g.first} ({g.first_at}) .. {g.last} ({g.last_at})")
+        click.echo(f"  dead letters {g.first} ({g.first_at or 'no time'}) .. {g.last} ({g.last_at or 'no time'})")
         click.echo(f"  source offsets {sources}")
         click.echo(f"  error: {g.error_sample}")
         click.echo(f"  value: {g.value_sample}")
