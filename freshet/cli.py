@@ -248,6 +248,102 @@ def verify(settings: Settings, vectors: bool) -> None:
 
 
 @main.group()
+def dlq() -> None:
+    """Dead letters: list them, show one, replay them to the changes topic (docs/dead-letters.md)."""
+
+
+@dlq.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the groups as a JSON array.")
+@click.pass_obj
+def dlq_list(settings: Settings, as_json: bool) -> None:
+    """The dead letters grouped by reason and source topic: counts, first and last positions, samples."""
+    from dataclasses import asdict
+
+    from freshet.dlq import group_letters, read_dead_letters
+
+    try:
+        groups = group_letters(read_dead_letters(settings))
+    except FreshetError as exc:
+        _fail(exc)
+        return
+    if as_json:
+        click.echo(json.dumps([asdict(g) for g in groups], indent=2))
+        return
+    click.echo(f"{sum(g.count for g in groups)} dead letter(s) on {settings.topic_dead_letter}")
+    for g in groups:
+        sources = ", ".join(f"p{p} {lo}-{hi}" for p, (lo, hi) in sorted(g.source_offsets.items()))
+        extra = "".join([f", {g.truncated} truncated" if g.truncated else "",
+                         f", {g.from_replays} from replays" if g.from_replays else ""])
+        click.secho(f"\n{g.reason} from {g.source_topic or '?'}: {g.count}{extra}", bold=True)
+        click.echo(f"  dead letters {g.first} ({g.first_at or 'no time'}) .. {g.last} ({g.last_at or 'no time'})")
+        click.echo(f"  source offsets {sources}")
+        click.echo(f"  error: {g.error_sample}")
+        click.echo(f"  value: {g.value_sample}")
+
+
+@dlq.command("show")
+@click.argument("position")
+@click.option("--json", "as_json", is_flag=True, help="Print it as one JSON object.")
+@click.pass_obj
+def dlq_show(settings: Settings, position: str, as_json: bool) -> None:
+    """One dead letter in full. POSITION is PARTITION:OFFSET on the dead-letter topic, or OFFSET alone
+    when only one partition has that offset."""
+    from freshet.dlq import as_json as letter_json
+    from freshet.dlq import read_dead_letters, resolve_position, show_lines
+
+    try:
+        letter = resolve_position(position, read_dead_letters(settings), settings.topic_dead_letter)
+    except FreshetError as exc:
+        _fail(exc)
+        return
+    click.echo(json.dumps(letter_json(letter), indent=2, ensure_ascii=False) if as_json
+               else "\n".join(show_lines(letter, settings.topic_dead_letter)))
+
+
+@dlq.command("replay")
+@click.option("--reason", "reasons", multiple=True, help="Only dead letters of this reason (repeatable).")
+@click.option("--since", default=None, help="Only dead letters written since: ISO 8601 time, or 30m, 2h, 7d ago.")
+@click.option("--source-topic", "source_topics", multiple=True, help="Only dead letters from this topic (repeatable).")
+@click.option("--allow-source", "allowed", multiple=True,
+              help="Also replay dead letters read from this input topic (repeatable; the changes topic always is).")
+@click.option("--again", is_flag=True, help="Send dead letters replayed before once more (the version rules make "
+                                            "an applied one a no-op).")
+@click.option("--dry-run", is_flag=True, help="Show what would be replayed; publish nothing.")
+@click.pass_obj
+def dlq_replay(settings: Settings, reasons: tuple[str, ...], since: str | None, source_topics: tuple[str, ...],
+               allowed: tuple[str, ...], again: bool, dry_run: bool) -> None:
+    """Publish matching dead letters to the changes topic again (original key, value and headers, plus
+    freshet.replay.of); truncated ones and those replayed before are skipped."""
+    from datetime import UTC, datetime
+
+    from freshet.dlq import (
+        Selection,
+        parse_since,
+        plan_replay,
+        publish_replays,
+        read_dead_letters,
+        read_ledger,
+        summary_line,
+    )
+
+    try:
+        selection = Selection(frozenset(reasons), frozenset(source_topics),
+                              parse_since(since, datetime.now(UTC)) if since else None)
+        plan = plan_replay(read_dead_letters(settings), read_ledger(settings), selection,
+                           dead_letter_topic=settings.topic_dead_letter,
+                           replayable=frozenset({settings.topic_changes, *allowed}), again=again)
+        if dry_run:
+            for d in plan.send[:50]:
+                click.echo(f"  {d.position}  {d.reason:<16} {d.origin}")
+        else:
+            publish_replays(settings, plan.send)
+    except FreshetError as exc:
+        _fail(exc)
+        return
+    click.echo(summary_line(plan, dry_run=dry_run))
+
+
+@main.group()
 def tenant() -> None:
     """Tenants: delete one (README, Tenants)."""
 

@@ -6,6 +6,13 @@ A dead-lettered record has the original key and value, the original headers, and
 ``freshet.worker``. A record too large to produce whole (over ``FRESHET_DEAD_LETTER_MAX_BYTES``, which
 stays below the producer's and the broker's size limits) keeps the head of its value and key, and
 ``freshet.truncated`` says what was cut (``value 1000500 bytes, kept 899000``).
+
+``freshet dlq replay`` publishes a dead letter's original key, value and non-``freshet.*`` headers to
+the changes topic again, with two headers added: ``freshet.replay.of``, the origin
+``<source topic>:<partition>:<offset>`` (the record first dead-lettered; a dead letter of a replay
+carries the header on, so its origin stays the first record), and ``freshet.replay.deadletter``,
+the dead letter it was made from (``<dead-letter topic>:<partition>:<offset>``). A dead letter whose
+origin or position is already named on the changes topic has been replayed and is not sent again.
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ SOURCE_PARTITION = "freshet.source.partition"
 SOURCE_OFFSET = "freshet.source.offset"
 WORKER = "freshet.worker"
 TRUNCATED = "freshet.truncated"
+REPLAY_OF = "freshet.replay.of"
+REPLAY_DEAD_LETTER = "freshet.replay.deadletter"
 
 _MAX_ERROR_BYTES = 4000
 
