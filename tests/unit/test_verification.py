@@ -1,3 +1,5 @@
+import pytest
+
 from schemas.change import ChangeEvent
 from workers.chunking import chunk_document
 from workers.ids import chunk_ids
@@ -191,3 +193,25 @@ def test_with_multi_tenancy_chunks_go_to_their_tenant_shard_and_misplaced_ones_l
     assert [(w.id, w.source.event.tenant) for w in plan.writes] == [(cid, "acme corp")]
     assert [(d.id, d.shard) for d in plan.deletes] == [(cid, "other")]
     assert plan.reuse == {exp[key].hashes[cid]: (cid, "other")}  # its own vector, read before the delete
+
+
+def test_verify_repair_reports_the_counts_then_verifies_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    import freshet.verify
+    from freshet.cli import verify
+    from freshet.settings import Settings
+    from freshet.verify import RepairReport
+
+    verified: list[bool] = []
+    after: list[str] = []
+    monkeypatch.setattr(freshet.verify, "run_repair", lambda s: RepairReport(
+        ["'a': Weaviate has 0 unexpected and lacks 2 chunks"], 2, 3, 1, 0, 1, ["'z': no indexer state"], 4.2))
+    monkeypatch.setattr(freshet.verify, "run_verify", lambda s, vectors: verified.append(vectors) or after)
+    out = CliRunner().invoke(verify, ["--repair"], obj=Settings())
+    assert out.exit_code == 0 and verified == [False], out.output
+    assert "lacks 2 chunks" in out.output and "skipped 'z'" in out.output
+    assert ("repair: 2 object(s) rewritten, 3 deleted; vectors: 1 reused from Weaviate, 0 from the cache, "
+            "1 chunk(s) embedded; 1 document(s) skipped; 4.2 s") in out.output
+    after.append("'z': no indexer state")  # what the repair had to skip is still there: exit 1
+    assert CliRunner().invoke(verify, ["--repair"], obj=Settings()).exit_code == 1
