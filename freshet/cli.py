@@ -232,12 +232,28 @@ def stats(settings: Settings, as_json: bool) -> None:
 
 @main.command()
 @click.option("--vectors", is_flag=True, help="Also re-embed every chunk and compare with the stored vectors.")
+@click.option("--repair", is_flag=True, help="Rewrite what Weaviate lacks and delete what it should not hold, "
+              "then verify again (docs/repair.md).")
 @click.pass_obj
-def verify(settings: Settings, vectors: bool) -> None:
+def verify(settings: Settings, vectors: bool, repair: bool) -> None:
     """Check the index equals a fresh load of the latest versions; exit 1 on any difference."""
-    from freshet.verify import run_verify
+    from freshet.verify import run_repair, run_verify
 
-    problems = run_verify(settings, vectors=vectors)
+    if repair:
+        try:
+            report = run_repair(settings)
+        except FreshetError as exc:
+            _fail(exc)
+            return
+        for line in report.problems[:50]:
+            click.secho(f"  {line}", fg="red")
+        for line in report.skipped[:50]:
+            click.secho(f"  skipped {line}", fg="yellow")
+        click.echo(f"repair: {report.rewritten} object(s) rewritten, {report.deleted} deleted; vectors: "
+                   f"{report.reused} reused from Weaviate, {report.cached} from the cache, {report.embedded} "
+                   f"chunk(s) embedded; {len(report.skipped)} document(s) skipped; {report.seconds:.1f} s")
+    # after a repair, verify again: the index must now equal a fresh load (unless something was skipped)
+    problems = [] if repair and not report.problems and not vectors else run_verify(settings, vectors=vectors)
     for line in problems[:50]:
         click.secho(f"  {line}", fg="red")
     if problems:

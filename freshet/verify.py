@@ -2,24 +2,46 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
+import structlog
+from kafka import KafkaConsumer, TopicPartition
 from tqdm import tqdm
+from weaviate.classes.query import Filter
 
 from freshet.client import read_to_end
-from freshet.errors import InvalidEventError
+from freshet.errors import InvalidEventError, StoreError
 from freshet.settings import Settings
 from schemas.change import document_key, parse_change
 from workers.chunking import Chunk, chunk_document
 from workers.delivery import POSITION_PREFIX
-from workers.embedding import SentenceTransformerEmbedder
+from workers.embedding import EmbeddingCache, SentenceTransformerEmbedder, Vector
 from workers.fencing import GENERATION_HEADER, WRITER_HEADER, fence_violations, header
+from workers.indexing import _record as chunk_record
 from workers.planning import DocState, Sourced
+from workers.store import ChunkRecord
 from workers.tenancy import check_event_tenant, weaviate_tenant
 from workers.topology import state_changelog
-from workers.verification import Expected, StoredObject, applicable_versions, compare, expected_documents
-from workers.weaviate_store import VECTOR_NAME, client_for
+from workers.verification import (
+    Expected,
+    Removal,
+    StoredObject,
+    applicable_versions,
+    compare,
+    expected_documents,
+    moved,
+    plan_repair,
+)
+from workers.weaviate_store import VECTOR_NAME, client_for, store_for
+
+log = structlog.get_logger(__name__)
 
 
 def state_topic(settings: Settings) -> str:
@@ -49,14 +71,22 @@ def read_states(settings: Settings, written: list[tuple[int, int, str | None, st
         if written is not None:
             written.append((r.partition, r.offset, header(r.headers, GENERATION_HEADER),
                             header(r.headers, WRITER_HEADER)))
-        key = json.loads(r.key)
-        if key.startswith(POSITION_PREFIX):
+        if (entry := state_record(r)) is None:
             continue
-        if r.value is None:
+        key, state = entry
+        if state is None:
             states.pop(key, None)
         else:
-            states[key] = DocState.model_validate(json.loads(r.value))
+            states[key] = state
     return states
+
+
+def state_record(r: Any) -> tuple[str, DocState | None] | None:
+    """A changelog record as (document key, state; None when removed); None for a position record."""
+    key = json.loads(r.key)
+    if key.startswith(POSITION_PREFIX):
+        return None
+    return key, None if r.value is None else DocState.model_validate(json.loads(r.value))
 
 
 def read_objects(settings: Settings, *, vectors: bool, misplaced: list[str] | None = None
@@ -76,7 +106,7 @@ def read_objects(settings: Settings, *, vectors: bool, misplaced: list[str] | No
             p = o.properties
             tenant = str(p.get("tenant") or "") or None
             key = document_key(tenant, str(p["doc_id"]))
-            objects.append(StoredObject(str(o.uuid), key, str(p["content_hash"])))
+            objects.append(StoredObject(str(o.uuid), key, str(p["content_hash"]), shard))
             if vectors:
                 vecs[str(o.uuid)] = list(o.vector[VECTOR_NAME])
             if shard is not None and misplaced is not None and (tenant is None or weaviate_tenant(tenant) != shard):
@@ -86,10 +116,20 @@ def read_objects(settings: Settings, *, vectors: bool, misplaced: list[str] | No
     return objects, vecs
 
 
-def run_verify(settings: Settings, *, vectors: bool = False, tolerance: float = 1e-4) -> list[str]:
-    """Every difference found (an empty list means the index is exactly a fresh load)."""
-    embedder = SentenceTransformerEmbedder.for_settings(settings)
+@dataclass(frozen=True)
+class Survey:
+    """The three views of the index one run reads, and the differences found between them."""
 
+    expected: dict[str, Expected]
+    states: dict[str, DocState]
+    objects: list[StoredObject]
+    vectors: dict[str, list[float]]
+    problems: list[str]
+
+
+def survey(settings: Settings, embedder: SentenceTransformerEmbedder, *, vectors: bool = False) -> Survey:
+    """Read the changes topic (chunking each latest version afresh), Weaviate and the state table,
+    in that order, and compare them (not the vectors)."""
     chunked: dict[tuple[int, int], list[Chunk]] = {}
 
     def chunk(se: Sourced) -> list[Chunk]:
@@ -108,10 +148,19 @@ def run_verify(settings: Settings, *, vectors: bool = False, tolerance: float = 
     misplaced: list[str] = []
     objects, stored_vectors = read_objects(settings, vectors=vectors, misplaced=misplaced)
     written: list[tuple[int, int, str | None, str | None]] = []
-    problems = misplaced + compare(expected, read_states(settings, written), objects)
+    states = read_states(settings, written)
+    problems = misplaced + compare(expected, states, objects)
     problems += [f"state changelog: {v}" for v in fence_violations(written)]
+    return Survey(expected, states, objects, stored_vectors, problems)
+
+
+def run_verify(settings: Settings, *, vectors: bool = False, tolerance: float = 1e-4) -> list[str]:
+    """Every difference found (an empty list means the index is exactly a fresh load)."""
+    embedder = SentenceTransformerEmbedder.for_settings(settings)
+    found = survey(settings, embedder, vectors=vectors)
+    problems = found.problems
     if vectors:
-        problems += _compare_vectors(embedder, expected, stored_vectors, tolerance)
+        problems += _compare_vectors(embedder, found.expected, found.vectors, tolerance)
     return problems
 
 
@@ -128,3 +177,168 @@ def _compare_vectors(embedder: SentenceTransformerEmbedder, expected: dict[str, 
             if diff > tolerance:
                 problems.append(f"chunk {cid}: stored vector differs from a fresh embedding by {diff:.2e}")
     return problems
+
+
+@dataclass(frozen=True)
+class RepairReport:
+    """What ``freshet verify --repair`` found and did."""
+
+    problems: list[str]
+    """The differences found before repairing."""
+    rewritten: int = 0
+    deleted: int = 0
+    reused: int = 0
+    """Vectors taken from objects still stored in Weaviate with the same content hash."""
+    cached: int = 0
+    """Vectors taken from the in-process embedding cache."""
+    embedded: int = 0
+    """Chunks the model embedded (nothing held their vector)."""
+    skipped: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def run_repair(settings: Settings, *, cache: EmbeddingCache | None = None) -> RepairReport:
+    """Bring Weaviate back to the applied version of every document whose indexer state is the
+    fresh chunking of its latest version (:func:`~workers.verification.plan_repair`): rewrite what
+    it lacks, delete what it should not hold, embedding only what no stored object or cache holds.
+
+    A document whose state record changes between the survey and the writes (the running indexer
+    applied a newer version) is left alone; see docs/repair.md for the window that remains.
+    """
+    started = time.perf_counter()
+    since = _changelog_ends(settings)  # before reading anything: every later state write is seen
+    embedder = SentenceTransformerEmbedder.for_settings(settings)
+    found = survey(settings, embedder)
+    if not found.problems:
+        return RepairReport([], seconds=time.perf_counter() - started)
+    cache = cache if cache is not None else EmbeddingCache(settings.embed_cache_size)
+    model = embedder.model_id
+    plan = plan_repair(found.expected, found.states, found.objects, multi_tenancy=settings.multi_tenancy,
+                       cached=lambda h: cache.get(model, h) is not None)
+    vectors: dict[str, Vector] = {h: vec for h in plan.cached if (vec := cache.get(model, h)) is not None}
+    from_cache = len(vectors)
+    reused = _stored_vectors(settings, plan.reuse)
+    vectors.update(reused)
+    # plan.embed, and any chunk whose stored object went (or changed) since the survey
+    todo = {w.chunk.content_hash: w.chunk.embed_text for w in plan.writes if w.chunk.content_hash not in vectors}
+    for h, vec in _embed(embedder, todo).items():
+        vectors[h] = vec
+        cache.put(model, h, vec)
+    plan = plan.without(moved(plan, _states_since(settings, since)))
+    now = datetime.now(UTC)
+    records = [chunk_record(w.id, w.chunk, w.source, w.title, vectors[w.chunk.content_hash], now) for w in plan.writes]
+    asyncio.run(_upsert(settings, records))
+    deleted = _delete(settings, plan.deletes)
+    report = RepairReport(found.problems, len(records), deleted, len(reused), from_cache, len(todo), plan.skipped,
+                          round(time.perf_counter() - started, 3))
+    log.info("repair_done", rewritten=report.rewritten, deleted=deleted, reused=report.reused, cached=from_cache,
+             embedded=report.embedded, skipped=len(plan.skipped), seconds=report.seconds)
+    return report
+
+
+def _changelog_ends(settings: Settings) -> dict[TopicPartition, int]:
+    consumer = KafkaConsumer(**settings.kafka_access.kafka_python(), enable_auto_commit=False, group_id=None,
+                             client_id="freshet-tools")
+    try:
+        topic = state_topic(settings)
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        return dict(consumer.end_offsets(tps)) if tps else {}
+    finally:
+        consumer.close()
+
+
+def _states_since(settings: Settings, since: Mapping[TopicPartition, int]) -> dict[str, DocState | None]:
+    """The states written to the changelog from offsets ``since`` to its current end (the last per key)."""
+    out: dict[str, DocState | None] = {}
+    if not since:
+        return out
+    consumer = KafkaConsumer(**settings.kafka_access.kafka_python(), enable_auto_commit=False, group_id=None,
+                             client_id="freshet-tools")
+    try:
+        consumer.assign(list(since))
+        for tp, offset in since.items():
+            consumer.seek(tp, offset)
+        end = consumer.end_offsets(list(since))
+        while any(consumer.position(tp) < end[tp] for tp in since):
+            for tp, batch in consumer.poll(timeout_ms=1000).items():
+                for r in batch:
+                    if r.offset < end[tp] and (entry := state_record(r)) is not None:
+                        out[entry[0]] = entry[1]
+    finally:
+        consumer.close()
+    return out
+
+
+def _stored_vectors(settings: Settings, reuse: Mapping[str, tuple[str, str | None]]) -> dict[str, Vector]:
+    """The vectors of the objects ``reuse`` names, by content hash; an object gone meanwhile (or
+    holding other content by now) is left out, and its chunk is embedded instead."""
+    wanted: dict[str | None, dict[str, str]] = defaultdict(dict)
+    for h, (oid, shard) in reuse.items():
+        wanted[shard][oid] = h
+    out: dict[str, Vector] = {}
+    client = client_for(settings)
+    try:
+        coll = client.collections.use(settings.collection)
+        with tqdm(total=len(reuse), desc="stored vectors", unit="chunk") as bar:
+            for shard, ids in wanted.items():
+                at = coll.with_tenant(shard) if shard is not None else coll
+                part_ids = list(ids)
+                for start in range(0, len(part_ids), 200):
+                    part = part_ids[start : start + 200]
+                    res = at.query.fetch_objects(filters=Filter.by_id().contains_any(part), limit=len(part),
+                                                 include_vector=True, return_properties=["content_hash"])
+                    for o in res.objects:
+                        h = ids[str(o.uuid)]
+                        if o.properties.get("content_hash") == h and VECTOR_NAME in o.vector:
+                            out[h] = list(o.vector[VECTOR_NAME])  # type: ignore[arg-type]
+                    bar.update(len(part))
+    finally:
+        client.close()
+    return out
+
+
+def _embed(embedder: SentenceTransformerEmbedder, todo: Mapping[str, str]) -> dict[str, Vector]:
+    hashes = sorted(todo, key=lambda h: len(todo[h]))  # like lengths batch together
+    out: dict[str, Vector] = {}
+    for start in tqdm(range(0, len(hashes), 64), desc="embedding", unit="batch"):
+        part = hashes[start : start + 64]
+        out.update(zip(part, embedder.embed([todo[h] for h in part]), strict=True))
+    return out
+
+
+async def _upsert(settings: Settings, records: Sequence[ChunkRecord]) -> None:
+    """Write through the indexer's own store adapter: the same objects, properties and tenant shards."""
+    if not records:
+        return
+    store = store_for(settings)
+    await store.start()
+    try:
+        for start in tqdm(range(0, len(records), 100), desc="rewriting", unit="batch"):
+            await store.upsert(records[start : start + 100])
+    finally:
+        await store.close()
+
+
+def _delete(settings: Settings, removals: Sequence[Removal]) -> int:
+    """Delete by shard (an object in another tenant's shard is deleted there); return how many went."""
+    by_shard: dict[str | None, list[str]] = defaultdict(list)
+    for d in removals:
+        by_shard[d.shard].append(d.id)
+    deleted = 0
+    client = client_for(settings)
+    try:
+        coll = client.collections.use(settings.collection)
+        with tqdm(total=len(removals), desc="deleting", unit="chunk") as bar:
+            for shard, ids in by_shard.items():
+                at = coll.with_tenant(shard) if shard is not None else coll
+                for start in range(0, len(ids), 500):
+                    part = ids[start : start + 500]
+                    result = at.data.delete_many(where=Filter.by_id().contains_any(part))
+                    if result.failed:
+                        raise StoreError(f"Weaviate failed {result.failed} of {len(part)} deletes in shard "
+                                         f"{shard!r} of {settings.collection!r}; run `freshet verify --repair` again")
+                    deleted += int(result.successful)
+                    bar.update(len(part))
+    finally:
+        client.close()
+    return deleted
