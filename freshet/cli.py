@@ -388,6 +388,38 @@ def tenant_delete(settings: Settings, name: str, wait: bool, timeout: float) -> 
 
 
 @main.command()
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
+              help="A setting of the new generation (model, model_backend, chunk_min_chars, embed_title, "
+                   "embed_headings, metadata_fields, multi_tenancy); FRESHET_ names work too. Repeatable.")
+@click.option("--builders", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Indexers that build the new generation (they share its changes partitions).")
+@click.option("--no-switch", is_flag=True, help="Build and keep current, but do not switch to it yet.")
+@click.option("--timeout", type=float, default=None, help="Give up (resumable) after this many seconds of building.")
+@click.option("--status", is_flag=True, help="Print the generations and a building one's progress; change nothing.")
+@click.pass_obj
+def reindex(settings: Settings, sets: tuple[str, ...], builders: int, no_switch: bool, timeout: float | None,
+            status: bool) -> None:
+    """Re-embed into a new index generation without downtime: build it beside the active one, switch every
+    query worker to it once caught up, delete the old one after the grace period (README, Reindex)."""
+    from freshet.reindex import parse_sets, run_reindex, status_lines
+
+    try:
+        if status:
+            click.echo("\n".join(status_lines(settings)))
+            return
+        report = run_reindex(settings, parse_sets(sets), builders=builders, switch=not no_switch, timeout=timeout)
+    except FreshetError as exc:
+        _fail(exc)
+        return
+    for note in report.notes:
+        click.echo(note)
+    click.echo(f"generation {report.generation} ({report.collection}) replaces {report.previous}: "
+               f"{report.documents} documents, {report.chunks_embedded} chunks embedded and {report.chunks_reused} "
+               f"reused (embedded share {report.embedded_share:.2f}), {report.seconds:.1f} s"
+               + ("; switched" if report.switched else "") + ("; old collection deleted" if report.dropped else ""))
+
+
+@main.command()
 @click.option("--to-partitions", type=click.IntRange(min=1), required=True, help="Partitions of the new layout.")
 @click.option("--to-changes-topic", required=True, help="The new changes topic (FRESHET_TOPIC_CHANGES).")
 @click.option("--to-applied-topic", required=True, help="The new applied topic (FRESHET_TOPIC_APPLIED).")

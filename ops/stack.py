@@ -159,6 +159,15 @@ class Stack:
     def healthy(self, service: str) -> bool:
         return self._health(service).healthy
 
+    def restart_workers(self, role: str) -> list[str]:
+        """Restart the running workers of ``role`` (they read the generations topic again at start:
+        freshet reindex); the names of those restarted, none when none ran."""
+        running = [n for n in self._instances(role) if procs.read_pid(self._pidfile(n)) is not None]
+        if running:
+            self.down(running)
+            self.up([role])
+        return running
+
     def _instances(self, kind: str) -> list[str]:
         """Every instance of ``kind`` in the layout, and any other one a pid file names (a worker of a
         larger shape started before)."""

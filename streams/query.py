@@ -20,7 +20,9 @@ is the response, so ``reply_to`` is ignored, and the status says its kind (:func
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ from freshet.client import SearchClient
 from freshet.errors import FreshetError, InvalidEventError
 from freshet.settings import Settings
 from schemas.applied import parse_applied
+from schemas.generations import ACTIVE_KEY, GenerationRecord, parse_generation
 from schemas.openapi import OPENAPI_PATH, SEARCH_PATH, http_status, openapi_document
 from schemas.search import (
     CORRELATION_HEADER,
@@ -48,12 +51,15 @@ from streams.app import Topics
 from streams.deadletter import dead_letter
 from streams.web import Health
 from workers import metrics
+from workers.applied_view import AppliedView
 from workers.beir import Dataset, load_dataset
+from workers.embedding import BatchingEmbedder, Embedder, SentenceTransformerEmbedder, embed_off_loop, model_identity
 from workers.log_reader import LogRecord, follow_topic
 from workers.probes import Probes, golden_figures
 from workers.replies import PROCESSING_ERROR, REPLY_TOPIC_REFUSED, ReplyPolicy, addressed_error, seconds_allowed
 from workers.retry import until_done
-from workers.search import Searcher, error_reply, failure_reply
+from workers.search import Searcher, Serving, error_reply, failure_reply
+from workers.weaviate_store import store_for
 
 log = structlog.get_logger(__name__)
 
@@ -84,26 +90,118 @@ def register(app: faust.App, topics: Topics, settings: Settings, searcher: Searc
     stats = searcher.stats
     policy = ReplyPolicy.of(settings)
 
-    def on_applied(records: list[LogRecord]) -> None:
-        for r in records:
-            if r.value is None:
-                continue
-            try:
-                searcher.view.apply(parse_applied(r.value))
-            except ValueError as exc:  # a record of another producer: skip it, loudly
-                log.warning("applied_record_unreadable", partition=r.partition, offset=r.offset, error=str(exc)[:300])
-        searcher.view.notify()
-        metrics.INDEX_DOCUMENTS.set(len(searcher.view))
-        metrics.INDEX_CHUNKS.set(searcher.view.chunks)
+    def feeder(view: AppliedView, generation: str | None) -> Callable[[list[LogRecord]], None]:
+        """What feeds ``view`` from the applied topic: the records of its generation only."""
+
+        def on_applied(records: list[LogRecord]) -> None:
+            for r in records:
+                if r.value is None:
+                    continue
+                try:
+                    record = parse_applied(r.value)
+                except ValueError as exc:  # a record of another producer: skip it, loudly
+                    log.warning("applied_record_unreadable", partition=r.partition, offset=r.offset,
+                                error=str(exc)[:300])
+                    continue
+                if record.generation == generation:
+                    view.apply(record)
+            view.notify()
+            if view is searcher.view:
+                metrics.INDEX_DOCUMENTS.set(len(view))
+                metrics.INDEX_CHUNKS.set(view.chunks)
+
+        return on_applied
+
+    async def feed(view: AppliedView, generation: str | None, caught: asyncio.Event, stop: asyncio.Event) -> None:
+        """Follow the applied topic into ``view`` until ``stop`` is set (its generation is no longer served)."""
+        while not stop.is_set():
+            follower = asyncio.ensure_future(follow_topic(settings.kafka_access, settings.topic_applied,
+                                                          feeder(view, generation), caught))
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({follower, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if stop.is_set():
+                follower.cancel()
+                with contextlib.suppress(BaseException):
+                    await follower
+                return
+            stopping.cancel()
+            exc = follower.exception()  # the feed must outlive a broker hiccup
+            log.warning("applied_feed_retrying", error=f"{type(exc).__name__}: {exc}")
+            await asyncio.sleep(2)
+
+    stops = {searcher.generation: asyncio.Event()}  # generation -> what stops its feed
 
     @app.task  # type: ignore[untyped-decorator]
     async def follow_applied() -> None:
-        while True:
-            try:
-                await follow_topic(settings.kafka_access, settings.topic_applied, on_applied, caught_up)
-            except Exception as exc:  # noqa: BLE001 - the feed must outlive a broker hiccup
-                log.warning("applied_feed_retrying", error=f"{type(exc).__name__}: {exc}")
-                await asyncio.sleep(2)
+        await feed(searcher.view, searcher.generation, caught_up, stops[searcher.generation])
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def follow_generations() -> None:
+        """Serve the active generation: on a new ``active`` record on the generations topic, start its
+        store, model and applied view beside the current ones, and switch once the view is caught up."""
+        latest: asyncio.Queue[GenerationRecord] = asyncio.Queue()
+
+        def on_records(records: list[LogRecord]) -> None:
+            for r in records:
+                if r.key == ACTIVE_KEY and r.value is not None:
+                    try:
+                        latest.put_nowait(parse_generation(r.value))
+                    except ValueError as exc:
+                        log.warning("generation_record_unreadable", offset=r.offset, error=str(exc)[:300])
+
+        async def follow() -> None:
+            while True:
+                try:
+                    await follow_topic(settings.kafka_access, settings.topic_generations, on_records, asyncio.Event())
+                except Exception as exc:  # noqa: BLE001 - retried: a switch may come later
+                    log.warning("generations_feed_retrying", error=f"{type(exc).__name__}: {exc}")
+                    await asyncio.sleep(2)
+
+        following = asyncio.ensure_future(follow())
+        try:
+            pending: GenerationRecord | None = None  # a switch that failed, retried unless a newer one came
+            while True:
+                record = pending if pending is not None and latest.empty() else await latest.get()
+                while not latest.empty():  # only the newest counts
+                    record = latest.get_nowait()
+                pending = None
+                if record.generation == searcher.generation:
+                    continue
+                try:
+                    await switch_to(record)
+                except Exception as exc:  # noqa: BLE001 - the current generation keeps answering meanwhile
+                    log.warning("generation_switch_retrying", generation=record.generation,
+                                error=f"{type(exc).__name__}: {exc}")
+                    pending = record
+                    await asyncio.sleep(5)
+        finally:
+            following.cancel()
+
+    async def switch_to(record: GenerationRecord) -> None:
+        started_at = time.monotonic()
+        target = settings.model_copy(update=record.overrides(role="query"))
+        current = searcher.serving
+        same_model = current.embedder.model_id == model_identity(target.model, target.model_backend)
+        embedder: Embedder = current.embedder if same_model else SentenceTransformerEmbedder.for_settings(target)
+        store = store_for(target)
+        await until_done(store.start, what="generation_store_start")
+        await embed_off_loop(embedder, ["warm-up"])
+        view, caught, stop = AppliedView(), asyncio.Event(), asyncio.Event()
+        asyncio.ensure_future(feed(view, record.generation, caught, stop))
+        await caught.wait()
+        view.track_recent = True
+        old = searcher.switch(Serving(record.generation, embedder, store, view,
+                                      current.batcher if same_model else BatchingEmbedder(embedder)))
+        stops.pop(old.generation, asyncio.Event()).set()
+        stops[record.generation] = stop
+        log.info("generation_switched", previous=old.generation, generation=record.generation,
+                 collection=record.collection, documents=len(view), seconds=round(time.monotonic() - started_at, 1))
+
+        async def close_later() -> None:  # searches in flight finish on the old store
+            await asyncio.sleep(settings.query_max_wait_ms / 1000 + 5)
+            await old.store.close()
+
+        asyncio.ensure_future(close_later())
 
     @app.timer(interval=settings.probe_interval_seconds)  # type: ignore[untyped-decorator]
     async def probe_searchability() -> None:

@@ -54,7 +54,8 @@ def build(settings: Settings, role: Role) -> faust.App:
     else:
         searcher = Searcher(embedder, store, AppliedView(), QueryStats(), metadata_schema=settings.metadata_schema,
                             overfetch=settings.query_overfetch, cache_size=settings.query_cache_size,
-                            alpha=settings.hybrid_alpha, tenancy=settings.tenant_policy)
+                            alpha=settings.hybrid_alpha, tenancy=settings.tenant_policy,
+                            generation=settings.generation or None)
         web.register(app, health, searcher.stats.as_dict)
         query_agent.register(app, topics, settings, searcher, Probes(searcher), health)
         dashboard.register(app, settings)

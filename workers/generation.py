@@ -97,10 +97,12 @@ def adopt(settings: Settings, role: str, active: GenerationRecord | None) -> Set
 
 
 def generation_record(base: Settings, overrides: dict[str, object], *, state: str, at: datetime,
-                      replaces: str | None = None) -> tuple[Settings, GenerationRecord]:
+                      replaces: str | None = None, names: Settings | None = None) -> tuple[Settings, GenerationRecord]:
     """The settings and record of the generation ``base`` makes with ``overrides`` (field name ->
-    value): its collection ``<base collection>_<fingerprint>`` and consumer-group prefix
-    ``<base prefix>-indexer-<fingerprint>`` (inside the indexer's Kafka ACL prefix)."""
+    value): its collection ``<collection>_<fingerprint>`` and consumer-group prefix
+    ``<prefix>-indexer-<fingerprint>`` (inside the indexer's Kafka ACL prefix), the collection and
+    prefix taken from ``names`` (the configured ones, not an adopted generation's), else ``base``."""
+    names = names or base
     unknown = sorted(set(overrides) - set(GENERATION_SETTINGS))
     if unknown:
         raise ConfigError(f"freshet reindex changes only {', '.join(GENERATION_SETTINGS)}; not {', '.join(unknown)}")
@@ -108,8 +110,8 @@ def generation_record(base: Settings, overrides: dict[str, object], *, state: st
     gen = generation_of(target)
     fp = gen.fingerprint
     record = GenerationRecord.model_validate({
-        "generation": fp, "state": state, "collection": collection_name(base.collection, gen),
-        "consumer_group_prefix": f"{base.consumer_group_prefix}-indexer-{fp}",
+        "generation": fp, "state": state, "collection": collection_name(names.collection, gen),
+        "consumer_group_prefix": f"{names.consumer_group_prefix}-indexer-{fp}",
         "settings": {name: getattr(target, name) for name in GENERATION_SETTINGS},
         "replaces": replaces, "at": at})
     return target.model_copy(update=record.overrides(role="indexer")), record

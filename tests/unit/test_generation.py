@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from freshet.errors import ConfigError
+from freshet.reindex import caught_up, parse_sets
 from freshet.settings import Settings
 from schemas.applied import GENERATION_SEPARATOR, applied_key, progress_key
 from schemas.change import ChangeEvent, split_key
@@ -181,3 +182,18 @@ def test_a_search_in_flight_finishes_on_the_generation_it_started_on() -> None:
 
     assert asyncio.run(scenario()) == (None, "g2")
     assert len(first.queries) == 1 and len(second.queries) == 1
+
+
+def test_reindex_settings_are_named_either_way_and_only_those_of_a_generation() -> None:
+    assert parse_sets(["chunk_min_chars=400", "FRESHET_MODEL_BACKEND=onnx-int8"]) == {
+        "chunk_min_chars": "400", "model_backend": "onnx-int8"}
+    for bad in ("chunk_min_chars", "topic_changes=x", "FRESHET_COLLECTION=Other"):
+        with pytest.raises(ConfigError, match="NAME=VALUE"):
+            parse_sets([bad])
+
+
+def test_a_generation_is_caught_up_when_every_partition_is_handled_to_its_end() -> None:
+    assert caught_up({0: 10, 1: 4}, {0: 10, 1: 4})
+    assert caught_up({0: 10}, {0: 10, 1: 0})  # an empty partition has nothing to handle
+    assert not caught_up({0: 10, 1: 3}, {0: 10, 1: 4})
+    assert not caught_up({}, {0: 1})
