@@ -367,8 +367,13 @@ def run_backfill(settings: Settings, src: Path, opts: Options) -> Summary:
     summary = Summary()
     acks = _Acks(save, opts.checkpoint_every)
     wanted: dict[str, int] = {}
-    watcher = AppliedWatcher(settings.kafka_access, settings.topic_applied) if opts.wait else None
-    publisher = DocumentPublisher(settings.kafka_access, settings.topic_changes)
+    watcher = AppliedWatcher(settings.kafka_access, settings.topic_applied) if opts.wait else None  # before sending
+    try:
+        publisher = DocumentPublisher(settings.kafka_access, settings.topic_changes)
+    except FreshetError:
+        if watcher is not None:
+            watcher.close()
+        raise
     finished = False
     try:
         present, unnamed = _publish_items(items, total, checkpoint.after if checkpoint else None, opts, latest,
