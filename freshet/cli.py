@@ -172,6 +172,50 @@ def publish(settings: Settings, file: Path, wait: bool, timeout: float) -> None:
 
 
 @main.command()
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option("--glob", "globs", multiple=True, metavar="PATTERN",
+              help="Files of a directory to publish, matched on their relative path (repeatable; default "
+                   "*.md, *.markdown, *.txt).")
+@click.option("--prefix", default="", help="Put before each file's relative path to make its doc_id.")
+@click.option("--tenant", default=None, help="Tenant of every document (a JSON line's own tenant wins).")
+@click.option("--source", "source_name", default=None,
+              help="metadata.source of every event, which --delete-missing goes by (default: the absolute path).")
+@click.option("--version-field", default=None,
+              help="JSON lines: the field holding the version (integer or RFC 3339 time); default the line number.")
+@click.option("--strict", is_flag=True, help="Stop at the first bad file or line instead of skipping it.")
+@click.option("--delete-missing", is_flag=True,
+              help="Also delete the documents this source published before that it holds no more.")
+@click.option("--skip-unchanged/--republish", default=True, show_default=True,
+              help="Read the changes topic first and send only documents newer than their version there.")
+@click.option("--restart", is_flag=True, help="Ignore (and remove) the checkpoint of an interrupted run.")
+@click.option("--checkpoint-every", default=100, show_default=True, type=click.IntRange(min=1),
+              help="Save the position every N acknowledged events.")
+@click.option("--wait/--no-wait", default=False, help="Block until every event is applied.")
+@click.option("--timeout", default=600.0, show_default=True, help="Seconds to wait with --wait.")
+@click.option("--stop-after", type=click.IntRange(min=1), default=None, hidden=True,
+              help="Stop after N published events, keeping the checkpoint (tests resumption).")
+@click.pass_obj
+def backfill(settings: Settings, source: Path, globs: tuple[str, ...], prefix: str, tenant: str | None,
+             source_name: str | None, version_field: str | None, strict: bool, delete_missing: bool,
+             skip_unchanged: bool, restart: bool, checkpoint_every: int, wait: bool, timeout: float,
+             stop_after: int | None) -> None:
+    """Publish a directory of Markdown/text files, or a JSON-lines file of documents, as change events;
+    an interrupted run resumes where it stopped (docs/backfill.md)."""
+    from freshet.backfill import DEFAULT_GLOBS, Options, run_backfill
+
+    opts = Options(globs=globs or DEFAULT_GLOBS, prefix=prefix, tenant=tenant, source=source_name,
+                   version_field=version_field, strict=strict, delete_missing=delete_missing,
+                   skip_unchanged=skip_unchanged, restart=restart, wait=wait, timeout=timeout,
+                   checkpoint_every=checkpoint_every, stop_after=stop_after)
+    try:
+        summary = run_backfill(settings, source, opts)
+    except FreshetError as exc:
+        _fail(exc)
+        return
+    click.echo(summary.line())
+
+
+@main.command()
 @click.argument("query")
 @click.option("--mode", type=click.Choice(["hybrid", "vector", "keyword"]), default="hybrid", show_default=True)
 @click.option("-k", "--top-k", default=10, show_default=True, type=click.IntRange(1, 100))
