@@ -1,7 +1,7 @@
 """``freshet reindex``: build the next index generation beside the active one, switch to it, retire the old.
 
 The next generation is built by indexers of its own (the same worker, started with the new model or
-chunker settings, their own collection, consumer groups and state table: docs/design/reindex.md),
+chunker settings, their own collection, consumer groups and state table: docs/reindex.md),
 reading the changes topic from its start and then keeping up with it, so searches keep being answered
 by the active generation throughout. Once the new generation's indexers have handled every partition
 up to its end, the generations topic names it active: query workers switch to it between two requests

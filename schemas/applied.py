@@ -10,7 +10,7 @@ partition p below ``through`` is handled"). Both go to the applied topic's parti
 ``source partition mod partitions``, after the writes they announce, so a reader that has seen a
 progress record has also seen every document record it covers (read-your-writes fences).
 
-**Generations.** The indexer of a generation built by ``freshet reindex`` (docs/design/reindex.md)
+**Generations.** The indexer of a generation built by ``freshet reindex`` (docs/reindex.md)
 writes to the same topic, its records tagged with ``generation`` and their keys prefixed with it
 (``<generation>\x1e<document key>``, and ``\x00progress/<generation>/<partition>``), so the two
 generations' records never compact each other away. Records without a ``generation`` belong to the

@@ -1,6 +1,6 @@
 """The generations topic: which index generations exist and which one answers searches.
 
-Written by ``freshet reindex`` (docs/design/reindex.md), read by every worker at start and
+Written by ``freshet reindex`` (docs/reindex.md), read by every worker at start and
 followed by the query workers. Compacted; two kinds of key:
 
 - ``generation/<fingerprint>``: a :class:`GenerationRecord` with the generation's state

@@ -3,7 +3,7 @@
 A generation is fixed by the model (with the variant its vectors come from: the ONNX backends'
 vectors are a model of their own), the chunker settings, and the collection's property schema. Two
 settings with the same :func:`fingerprint` build the same index; any difference needs a new
-collection (docs/design/reindex.md). Only what changes the objects counts: batch sizes, devices,
+collection (docs/reindex.md). Only what changes the objects counts: batch sizes, devices,
 ports and the torch/"bert" backend choice (same vectors) do not.
 """
 

@@ -24,13 +24,14 @@ from workers.weaviate_store import client_for
 pytestmark = pytest.mark.integration
 
 LONG = ("Paragraph {i} of {doc} is long enough to stay a chunk of its own under either chunker setting: it tells "
-        "how rivers carry silt to the sea, how deltas grow, and how the tide pushes salt water upstream. ") * 2
-SHORT = "A short note {i} on {doc}."
+        "how rivers carry silt to the sea, how deltas grow, and how the tide pushes salt water upstream. ") * 3
+SHORT = ("A note {i} on {doc}, a paragraph of its own while chunk_min_chars is 100, that joins the paragraph "
+         "after it once chunk_min_chars is 400.")
 
 
 def _doc(n: int) -> str:
-    """Long paragraphs (unchanged by chunk_min_chars=400, so their vectors are reused) and short ones
-    (merged into their neighbours by it, so they are embedded again)."""
+    """Long paragraphs, the first unchanged by chunk_min_chars=400 (so its vector is reused), and
+    shorter ones that it joins to the paragraph after them (so those chunks are embedded)."""
     parts = [f"# Document {n}"]
     for i in range(4):
         parts += [LONG.format(i=i, doc=n), SHORT.format(i=i, doc=n)]
