@@ -1,0 +1,190 @@
+"""Debezium envelopes -> freshet change events, against the envelopes of Debezium's documentation.
+
+The fixtures (tests/unit/fixtures/debezium/, provenance in each file's ``origin`` and ``adapted``)
+are the PostgreSQL and MySQL connector docs' examples of the ``customers`` table: create, update,
+delete, tombstone, truncate and a snapshot read, with and without the JSON converter's schema
+wrapper. The mapping reads that table as documents: the id, the first name as the text, the last
+name as the title, the email as metadata.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from freshet.errors import InvalidEventError
+from freshet.settings import Settings
+from schemas.change import parse_change
+from schemas.debezium import UNAVAILABLE, Delete, Mapping, Skip, Upsert, translate
+
+FIXTURES = Path(__file__).parent / "fixtures" / "debezium"
+PG = Mapping(doc_id="id", content="first_name", title="last_name", version="source.lsn", metadata=("email",))
+MYSQL = Mapping(doc_id="id", content="first_name", title="last_name", version="ts_ms", metadata=("email",))
+
+
+def _record(name: str) -> tuple[bytes | None, bytes | None]:
+    data = json.loads((FIXTURES / f"{name}.json").read_text(encoding="utf-8"))
+    assert data["origin"] and data["adapted"], "every fixture says where it came from"
+    def enc(x: Any) -> bytes | None:
+        return None if x is None else json.dumps(x).encode()
+    return enc(data["key"]), enc(data["value"])
+
+
+def _translate(name: str, mapping: Mapping, **kw: Any) -> Any:
+    key, value = _record(name)
+    return translate(value, key, mapping, **kw)
+
+
+def test_postgresql_create_with_schema() -> None:
+    out = _translate("postgresql-create", PG, event_id="dbz/0/7")
+    assert isinstance(out, Upsert)
+    ev = out.event
+    assert (ev.doc_id, ev.op, ev.version, ev.content, ev.title) == ("1", "upsert", 24023128, "Anne", "Kretchmar")
+    assert ev.metadata == {"email": "annek@noanswer.org"} and ev.tenant is None
+    assert ev.event_id == "dbz/0/7"
+    assert ev.event_time == datetime.fromtimestamp(1559033904863 / 1000, UTC)  # source.ts_ms: when the row changed
+    assert out.key == "1"
+
+
+def test_postgresql_create_without_schema_is_the_same_event() -> None:
+    assert _translate("postgresql-create-no-schema", PG) == _translate("postgresql-create", PG)
+
+
+def test_postgresql_update_reads_after_and_its_version() -> None:
+    out = _translate("postgresql-update", PG)
+    assert isinstance(out, Upsert)
+    # the docs' example update carries the create's lsn (24023128): the indexer would call it stale.
+    assert (out.event.content, out.event.version) == ("Anne Marie", 24023128)
+    by_time = _translate("postgresql-update", Mapping(**{**_fields(PG), "version": "ts_us"}))
+    assert by_time.event.version == 1465584025523514
+
+
+def test_postgresql_delete_and_tombstone_delete_the_document() -> None:
+    assert _translate("postgresql-delete", PG) == Delete("1")
+    assert _translate("postgresql-tombstone", PG) == Delete("1")  # key {"id": "1"} in its schema wrapper
+
+
+def test_postgresql_truncate_is_skipped() -> None:
+    assert _translate("postgresql-truncate", PG) == Skip("truncate")
+
+
+def test_micro_timestamp_column_as_version() -> None:
+    out = _translate("postgresql-update-micro-timestamp", Mapping(**{**_fields(PG), "version": "updated_at"}))
+    assert out.event.version == 1529507596945104  # '2018-06-20 15:13:16.945104' in microseconds
+
+
+def test_mysql_create_update_delete_tombstone_and_read() -> None:
+    create = _translate("mysql-create", MYSQL)
+    update = _translate("mysql-update-no-schema", MYSQL)
+    read = _translate("mysql-read-snapshot", MYSQL)
+    assert (create.event.doc_id, create.event.content, create.event.version) == ("1004", "Anne", 1465491411815)
+    assert (update.event.doc_id, update.event.content, update.event.version) == ("1004", "Anne Marie", 1465581029523)
+    assert update.event.version > create.event.version
+    assert (read.event.doc_id, read.event.content, read.event.title) == ("1004", "Anne", "Kretchmar")
+    assert _translate("mysql-delete-no-schema", MYSQL) == Delete("1004")
+    assert _translate("mysql-tombstone", MYSQL) == Delete("1004")
+
+
+def test_mysql_binlog_position_as_version() -> None:
+    out = _translate("mysql-update-no-schema", Mapping(**{**_fields(MYSQL), "version": "source.pos"}))
+    assert out.event.version == 484
+
+
+def test_the_forwarded_event_parses_on_the_changes_topic() -> None:
+    out = _translate("mysql-create", Mapping(**{**_fields(MYSQL), "tenant": "last_name"}))
+    value = out.event.model_dump_json(exclude_none=True).encode()
+    assert parse_change(value, out.key.encode(), max_bytes=10_000) == out.event
+    assert out.key == "Kretchmar\x1f1004"
+
+
+def _envelope(after: dict[str, Any], schema_name: str | None = None, **extra: Any) -> bytes:
+    payload = {"before": None, "after": after, "source": {"ts_ms": 1, "lsn": 5}, "op": "c", **extra}
+    if schema_name is None:
+        return json.dumps(payload).encode()
+    fields = [{"type": "int64", "optional": False, "field": "v", "name": schema_name}]
+    schema = {"type": "struct", "fields": [{"type": "struct", "fields": fields, "field": "after"}]}
+    return json.dumps({"schema": schema, "payload": payload}).encode()
+
+
+ROW = {"id": 7, "body": "text"}
+BY_V = Mapping(version="v")
+
+
+@pytest.mark.parametrize(("value", "schema_name", "version"), [
+    (1529507596945, "io.debezium.time.Timestamp", 1529507596945000),
+    (1529507596945104, "io.debezium.time.MicroTimestamp", 1529507596945104),
+    (1529507596945104123, "io.debezium.time.NanoTimestamp", 1529507596945104),
+    (1529507596945, "org.apache.kafka.connect.data.Timestamp", 1529507596945000),
+    (17702, "io.debezium.time.Date", 17702 * 86_400_000_000),
+    ("2018-06-20T15:13:16.945104Z", None, 1529507596945104),  # io.debezium.time.ZonedTimestamp
+    ("2018-06-20T17:13:16.945104123+02:00", None, 1529507596945104),  # nanoseconds, another offset
+    ("2018-06-20T15:13:16Z", None, 1529507596000000),
+    (42, None, 42),  # an integer without a schema is taken as it is
+    ("42", None, 42),
+])
+def test_version_encodings(value: Any, schema_name: str | None, version: int) -> None:
+    out = translate(_envelope({**ROW, "v": value}, schema_name), None, BY_V)
+    assert isinstance(out, Upsert) and out.event.version == version
+
+
+def test_timestamps_keep_their_order_across_encodings() -> None:
+    earlier = translate(_envelope({**ROW, "v": 1529507596945}, "io.debezium.time.Timestamp"), None, BY_V)
+    later = translate(_envelope({**ROW, "v": "2018-06-20T15:13:16.946Z"}), None, BY_V)
+    assert later.event.version > earlier.event.version
+
+
+@pytest.mark.parametrize(("value", "key", "mapping", "needle"), [
+    (b"not json", None, PG, "not JSON"),
+    (b"\xff\xfe", None, PG, "not UTF-8"),
+    (b"[1, 2]", None, PG, "not a change envelope"),
+    (json.dumps({"id": 1, "body": "x"}).encode(), None, Mapping(), "no 'op'"),
+    (_envelope(ROW, op="x"), None, Mapping(), "'op' is 'x'"),
+    (json.dumps({"op": "u", "after": None}).encode(), None, Mapping(), "without an 'after'"),
+    (_envelope({"id": 7}), None, Mapping(version="ts_ms"), "mapped column 'body'"),
+    (_envelope({"body": "x"}), None, Mapping(version="ts_ms"), "mapped column 'id'"),
+    (_envelope(ROW), None, Mapping(version="source.pos"), "'source.pos'"),
+    (_envelope(ROW), None, Mapping(version="updated_at"), "mapped column 'updated_at'"),
+    (_envelope({**ROW, "v": "soon"}), None, BY_V, "not an integer or a timestamp"),
+    (_envelope({**ROW, "v": -5}), None, BY_V, "outside"),
+    (_envelope({**ROW, "v": True}), None, BY_V, "not an integer"),
+    (_envelope({"id": 7, "body": UNAVAILABLE}), None, Mapping(), "REPLICA IDENTITY FULL"),
+    (_envelope({"id": "a\x1fb", "body": "x"}), None, Mapping(), "no valid change event"),
+    (_envelope({"id": None, "body": "x"}), None, Mapping(), "not an identity"),
+    (_envelope(ROW), None, Mapping(tenant="org"), "mapped column 'org'"),
+    (None, None, Mapping(), "without a key"),
+    (None, b"{\"other\": 1}", Mapping(), "mapped column 'id'"),
+    (None, b"17", Mapping(), "not a row's key columns"),
+    (json.dumps({"op": "d", "before": None}).encode(), None, Mapping(), "mapped column 'id'"),
+])
+def test_bad_envelopes_are_debezium_errors(value: bytes | None, key: bytes | None, mapping: Mapping,
+                                           needle: str) -> None:
+    with pytest.raises(InvalidEventError) as err:
+        translate(value, key, mapping)
+    assert err.value.reason == "debezium"
+    assert needle in str(err.value)
+
+
+def test_null_content_is_empty_text_and_null_metadata_is_left_out() -> None:
+    out = translate(_envelope({"id": 7, "body": None, "tags": None, "n": {"a": 1}}), None,
+                    Mapping(metadata=("tags", "n"), version="source.lsn"))
+    assert out.event.content == "" and out.event.metadata == {"n": '{"a": 1}'}
+
+
+def test_a_delete_without_before_takes_the_key() -> None:
+    value = json.dumps({"op": "d", "before": None, "after": None}).encode()
+    assert translate(value, b'{"schema": {}, "payload": {"id": 9}}', Mapping()) == Delete("9")
+
+
+def test_settings_make_the_mapping() -> None:
+    s = Settings(debezium_doc_id="slug", debezium_content="body", debezium_title="title",
+                 debezium_version="updated_at", debezium_metadata="lang, tags,", debezium_tenant="org")
+    assert s.debezium_mapping == Mapping(doc_id="slug", content="body", title="title", version="updated_at",
+                                         metadata=("lang", "tags"), tenant="org")
+
+
+def _fields(m: Mapping) -> dict[str, Any]:
+    return {name: getattr(m, name) for name in Mapping.__dataclass_fields__}
