@@ -8,14 +8,22 @@ wrapped as ``{"schema": ..., "payload": ...}``; both shapes are read.
 
 :func:`translate` maps one record, by a :class:`Mapping` of columns, to
 
-- :class:`Upsert` for ``c``, ``u`` and ``r``: a change event keyed by the freshet document key,
-  its ``version`` from the configured source (:func:`version_of`), ``event_time`` the change's time
-  in the database (``source.ts_ms``);
-- :class:`Delete` for ``d`` and for a tombstone: the freshet tombstone of the document (a null
-  value under its key), which applies whatever the version, so a delete needs no version column;
-- :class:`Skip` for ``t`` (truncate: no rows named) and ``m`` (logical messages);
+- a :class:`Forward` upsert for ``c``, ``u`` and ``r``, keyed by the freshet document key, its
+  ``version`` from the configured source (:func:`version_of`), ``event_time`` the change's time in
+  the database (``source.ts_ms``);
+- a :class:`Forward` delete for ``d``, at the delete's own version (an envelope source) or one
+  above the ``before`` row's version column; where ``before`` lacks that column (PostgreSQL's
+  default replica identity keeps only the key) the document's tombstone instead;
+- :class:`Skip` for Debezium's tombstone (its delete event came first), ``t`` (a truncate names
+  no rows) and ``m`` (logical messages);
 
 or raises :class:`~freshet.errors.InvalidEventError` with reason ``debezium`` and what to fix.
+
+Why versioned deletes and no forwarded tombstones: the bridge is at-least-once, so a range of
+records may be forwarded twice. Versioned events make that harmless (the second copy is stale);
+a tombstone applies whatever its version, so a repeated ``[delete, re-create]`` pair forwarded as
+``[tombstone, upsert]`` would delete the re-created document for good (the upsert's second copy is
+stale).
 
 Traps: a delete names its document from ``before`` (the primary key at least) or, failing that,
 the record key, so the document id should be the primary key; PostgreSQL sends unchanged TOASTed
@@ -34,7 +42,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from freshet.errors import InvalidEventError
-from schemas.change import MAX_VERSION, ChangeEvent, MetadataValue
+from schemas.change import KEY_SEPARATOR, MAX_VERSION, ChangeEvent, MetadataValue
 
 REASON = "debezium"
 #: What Debezium sends for a value it does not have (``unavailable.value.placeholder``).
@@ -65,18 +73,16 @@ class Mapping:
 
 
 @dataclass(frozen=True, slots=True)
-class Upsert:
-    event: ChangeEvent
+class Forward:
+    """A record for the changes topic: ``event`` under its document key, or (``event`` None) the
+    document's tombstone."""
+
+    key: str
+    event: ChangeEvent | None
 
     @property
-    def key(self) -> str:
-        return self.event.key
-
-
-@dataclass(frozen=True, slots=True)
-class Delete:
-    key: str
-    """The freshet document key whose tombstone deletes the document."""
+    def value(self) -> bytes | None:
+        return None if self.event is None else self.event.model_dump_json(exclude_none=True).encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,16 +90,14 @@ class Skip:
     why: str
 
 
-Translation = Upsert | Delete | Skip
+Translation = Forward | Skip
 
 
 def translate(value: bytes | None, key: bytes | None, mapping: Mapping, *, event_id: str | None = None
               ) -> Translation:
     """The freshet change one Debezium record stands for (see the module docstring)."""
     if value is None:
-        if key is None:
-            raise InvalidEventError(REASON, "a tombstone (null value) without a key names no row")
-        return Delete(_document_key(_key_row(key), mapping, "the tombstone's key"))
+        return Skip("tombstone")  # its delete event came first and did the work
     envelope, schema = _unwrap(_load(value, "value"))
     if not isinstance(envelope, dict):
         raise InvalidEventError(REASON, f"the value is a JSON {type(envelope).__name__}, not a change envelope")
@@ -101,9 +105,7 @@ def translate(value: bytes | None, key: bytes | None, mapping: Mapping, *, event
     if op in ("t", "m"):
         return Skip("truncate" if op == "t" else "message")
     if op == "d":
-        before = envelope.get("before")
-        row = {**(_key_row(key) if key is not None else {}), **(before if isinstance(before, dict) else {})}
-        return Delete(_document_key(row, mapping, "the delete's 'before' and key"))
+        return _delete(envelope, key, schema, mapping, event_id)
     if op is None:
         raise InvalidEventError(REASON, "the value has no 'op': not a Debezium change envelope (an "
                                         "ExtractNewRecordState-flattened topic cannot be bridged)")
@@ -112,7 +114,28 @@ def translate(value: bytes | None, key: bytes | None, mapping: Mapping, *, event
     after = envelope.get("after")
     if not isinstance(after, dict):
         raise InvalidEventError(REASON, f"op {op!r} without an 'after' row")
-    return Upsert(_event(envelope, after, schema, mapping, event_id))
+    event = _event(envelope, after, schema, mapping, event_id)
+    return Forward(event.key, event)
+
+
+def _delete(envelope: dict[str, Any], key: bytes | None, schema: Any, mapping: Mapping,
+            event_id: str | None) -> Forward:
+    """A delete event at the change's version; where that version cannot be had (a column the
+    ``before`` row lacks) the document's tombstone, which applies whatever the version."""
+    before = envelope.get("before")
+    before = before if isinstance(before, dict) else {}
+    doc_key = _document_key({**(_key_row(key) if key is not None else {}), **before}, mapping,
+                            "the delete's 'before' and key")
+    spec = mapping.version
+    if spec.startswith("source.") or spec in ENVELOPE_TIMES:
+        version = version_of(envelope, before, schema, spec)
+    elif before.get(spec) not in (None, UNAVAILABLE):
+        version = version_of(envelope, before, schema, spec) + 1  # the row's last version was that value
+    else:
+        return Forward(doc_key, None)
+    tenant, _, doc_id = doc_key.rpartition(KEY_SEPARATOR)
+    return Forward(doc_key, ChangeEvent(doc_id=doc_id, tenant=tenant or None, op="delete", version=version,
+                                        event_id=event_id, event_time=_time(envelope)))
 
 
 def _event(envelope: dict[str, Any], row: dict[str, Any], schema: Any, mapping: Mapping,
@@ -121,8 +144,6 @@ def _event(envelope: dict[str, Any], row: dict[str, Any], schema: Any, mapping: 
     title = _column(row, mapping.title, "FRESHET_DEBEZIUM_TITLE") if mapping.title else None
     metadata = {c: _metadata(v) for c in mapping.metadata
                 if (v := _column(row, c, "FRESHET_DEBEZIUM_METADATA")) is not None}
-    source = envelope.get("source")
-    ts = source.get("ts_ms") if isinstance(source, dict) else None
     fields = {
         "doc_id": _identity(row, mapping.doc_id, "FRESHET_DEBEZIUM_DOC_ID"),
         "tenant": _identity(row, mapping.tenant, "FRESHET_DEBEZIUM_TENANT") if mapping.tenant else None,
@@ -130,13 +151,21 @@ def _event(envelope: dict[str, Any], row: dict[str, Any], schema: Any, mapping: 
         "content": "" if content is None else _text(content),
         "title": None if title is None else _text(title), "metadata": metadata,
         "content_type": mapping.content_type, "event_id": event_id,
-        "event_time": datetime.fromtimestamp(ts / 1000, UTC) if isinstance(ts, int) and ts > 0 else None,
+        "event_time": _time(envelope),
     }
     try:
         return ChangeEvent.model_validate(fields)
     except ValidationError as exc:
         raise InvalidEventError(REASON, "the row makes no valid change event: " + "; ".join(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())) from exc
+
+
+def _time(envelope: dict[str, Any]) -> datetime | None:
+    """When the row changed in the database (``source.ts_ms``), if the envelope says."""
+    source = envelope.get("source")
+    ts = source.get("ts_ms") if isinstance(source, dict) else None
+    return datetime.fromtimestamp(ts / 1000, UTC) if isinstance(ts, int) and not isinstance(ts, bool) and ts > 0 \
+        else None
 
 
 def version_of(envelope: dict[str, Any], row: dict[str, Any], schema: Any, spec: str) -> int:

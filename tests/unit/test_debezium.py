@@ -19,7 +19,7 @@ import pytest
 from freshet.errors import InvalidEventError
 from freshet.settings import Settings
 from schemas.change import parse_change
-from schemas.debezium import UNAVAILABLE, Delete, Mapping, Skip, Upsert, translate
+from schemas.debezium import UNAVAILABLE, Forward, Mapping, Skip, translate
 
 FIXTURES = Path(__file__).parent / "fixtures" / "debezium"
 PG = Mapping(doc_id="id", content="first_name", title="last_name", version="source.lsn", metadata=("email",))
@@ -41,7 +41,7 @@ def _translate(name: str, mapping: Mapping, **kw: Any) -> Any:
 
 def test_postgresql_create_with_schema() -> None:
     out = _translate("postgresql-create", PG, event_id="dbz/0/7")
-    assert isinstance(out, Upsert)
+    assert isinstance(out, Forward) and out.event is not None
     ev = out.event
     assert (ev.doc_id, ev.op, ev.version, ev.content, ev.title) == ("1", "upsert", 24023128, "Anne", "Kretchmar")
     assert ev.metadata == {"email": "annek@noanswer.org"} and ev.tenant is None
@@ -56,16 +56,23 @@ def test_postgresql_create_without_schema_is_the_same_event() -> None:
 
 def test_postgresql_update_reads_after_and_its_version() -> None:
     out = _translate("postgresql-update", PG)
-    assert isinstance(out, Upsert)
+    assert isinstance(out, Forward) and out.event is not None
     # the docs' example update carries the create's lsn (24023128): the indexer would call it stale.
     assert (out.event.content, out.event.version) == ("Anne Marie", 24023128)
     by_time = _translate("postgresql-update", Mapping(**{**_fields(PG), "version": "ts_us"}))
     assert by_time.event.version == 1465584025523514
 
 
-def test_postgresql_delete_and_tombstone_delete_the_document() -> None:
-    assert _translate("postgresql-delete", PG) == Delete("1")
-    assert _translate("postgresql-tombstone", PG) == Delete("1")  # key {"id": "1"} in its schema wrapper
+def test_postgresql_delete_is_a_delete_at_its_lsn_and_the_tombstone_is_skipped() -> None:
+    out = _translate("postgresql-delete", PG)
+    assert out.key == "1" and out.event is not None
+    assert (out.event.op, out.event.version, out.event.doc_id) == ("delete", 46523128, "1")
+    assert _translate("postgresql-tombstone", PG) == Skip("tombstone")
+
+
+def test_a_delete_whose_before_lacks_the_version_column_is_a_tombstone() -> None:
+    out = _translate("postgresql-delete", Mapping(**{**_fields(PG), "version": "updated_at"}))
+    assert out == Forward("1", None) and out.value is None  # REPLICA IDENTITY DEFAULT: before = {"id": 1}
 
 
 def test_postgresql_truncate_is_skipped() -> None:
@@ -81,12 +88,21 @@ def test_mysql_create_update_delete_tombstone_and_read() -> None:
     create = _translate("mysql-create", MYSQL)
     update = _translate("mysql-update-no-schema", MYSQL)
     read = _translate("mysql-read-snapshot", MYSQL)
+    delete = _translate("mysql-delete-no-schema", MYSQL)
     assert (create.event.doc_id, create.event.content, create.event.version) == ("1004", "Anne", 1465491411815)
     assert (update.event.doc_id, update.event.content, update.event.version) == ("1004", "Anne Marie", 1465581029523)
-    assert update.event.version > create.event.version
     assert (read.event.doc_id, read.event.content, read.event.title) == ("1004", "Anne", "Kretchmar")
-    assert _translate("mysql-delete-no-schema", MYSQL) == Delete("1004")
-    assert _translate("mysql-tombstone", MYSQL) == Delete("1004")
+    assert (delete.key, delete.event.op, delete.event.version) == ("1004", "delete", 1465581902461)
+    assert create.event.version < update.event.version < delete.event.version
+    assert _translate("mysql-tombstone", MYSQL) == Skip("tombstone")
+
+
+def test_a_delete_by_a_version_column_goes_one_above_the_rows_last_version() -> None:
+    row = {"id": 7, "body": "x", "v": 1529507596945104}
+    schema = "io.debezium.time.MicroTimestamp"
+    upsert = translate(_envelope(row, schema), None, BY_V)
+    delete = translate(_envelope(row, schema, op="d", before=row, after=None), None, BY_V)
+    assert delete.event.op == "delete" and delete.event.version == upsert.event.version + 1
 
 
 def test_mysql_binlog_position_as_version() -> None:
@@ -96,13 +112,12 @@ def test_mysql_binlog_position_as_version() -> None:
 
 def test_the_forwarded_event_parses_on_the_changes_topic() -> None:
     out = _translate("mysql-create", Mapping(**{**_fields(MYSQL), "tenant": "last_name"}))
-    value = out.event.model_dump_json(exclude_none=True).encode()
-    assert parse_change(value, out.key.encode(), max_bytes=10_000) == out.event
+    assert parse_change(out.value, out.key.encode(), max_bytes=10_000) == out.event
     assert out.key == "Kretchmar\x1f1004"
 
 
-def _envelope(after: dict[str, Any], schema_name: str | None = None, **extra: Any) -> bytes:
-    payload = {"before": None, "after": after, "source": {"ts_ms": 1, "lsn": 5}, "op": "c", **extra}
+def _envelope(row: dict[str, Any], schema_name: str | None = None, **extra: Any) -> bytes:
+    payload = {"before": None, "after": row, "source": {"ts_ms": 1, "lsn": 5}, "op": "c", **extra}
     if schema_name is None:
         return json.dumps(payload).encode()
     fields = [{"type": "int64", "optional": False, "field": "v", "name": schema_name}]
@@ -128,7 +143,7 @@ BY_V = Mapping(version="v")
 ])
 def test_version_encodings(value: Any, schema_name: str | None, version: int) -> None:
     out = translate(_envelope({**ROW, "v": value}, schema_name), None, BY_V)
-    assert isinstance(out, Upsert) and out.event.version == version
+    assert isinstance(out, Forward) and out.event is not None and out.event.version == version
 
 
 def test_timestamps_keep_their_order_across_encodings() -> None:
@@ -155,10 +170,9 @@ def test_timestamps_keep_their_order_across_encodings() -> None:
     (_envelope({"id": "a\x1fb", "body": "x"}), None, Mapping(), "no valid change event"),
     (_envelope({"id": None, "body": "x"}), None, Mapping(), "not an identity"),
     (_envelope(ROW), None, Mapping(tenant="org"), "mapped column 'org'"),
-    (None, None, Mapping(), "without a key"),
-    (None, b"{\"other\": 1}", Mapping(), "mapped column 'id'"),
-    (None, b"17", Mapping(), "not a row's key columns"),
     (json.dumps({"op": "d", "before": None}).encode(), None, Mapping(), "mapped column 'id'"),
+    (json.dumps({"op": "d", "before": None}).encode(), b"17", Mapping(), "not a row's key columns"),
+    (json.dumps({"op": "d", "before": {"id": 1}}).encode(), None, Mapping(version="source.lsn"), "'source.lsn'"),
 ])
 def test_bad_envelopes_are_debezium_errors(value: bytes | None, key: bytes | None, mapping: Mapping,
                                            needle: str) -> None:
@@ -175,8 +189,9 @@ def test_null_content_is_empty_text_and_null_metadata_is_left_out() -> None:
 
 
 def test_a_delete_without_before_takes_the_key() -> None:
-    value = json.dumps({"op": "d", "before": None, "after": None}).encode()
-    assert translate(value, b'{"schema": {}, "payload": {"id": 9}}', Mapping()) == Delete("9")
+    value = json.dumps({"op": "d", "before": None, "after": None, "source": {"lsn": 12}}).encode()
+    out = translate(value, b'{"schema": {}, "payload": {"id": 9}}', Mapping())
+    assert out.key == "9" and out.event is not None and out.event.version == 12
 
 
 def test_settings_make_the_mapping() -> None:
