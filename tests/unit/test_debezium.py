@@ -203,3 +203,24 @@ def test_settings_make_the_mapping() -> None:
 
 def _fields(m: Mapping) -> dict[str, Any]:
     return {name: getattr(m, name) for name in Mapping.__dataclass_fields__}
+
+
+def test_the_bridge_plans_forwards_and_dead_letters_in_order() -> None:
+    from schemas.deadletter import REASON, SOURCE_OFFSET, WORKER
+    from workers.debezium_bridge import SOURCE_HEADER, Record, plan
+
+    def rec(offset: int, name: str | None, value: bytes | None = None) -> Record:
+        key, val = _record(name) if name else (b'{"id": 1}', value)
+        return Record("dbz", 0, offset, key, val, (("h", b"1"),))
+
+    records = [rec(0, "postgresql-create"), rec(1, None, b"nope"), rec(2, "postgresql-delete"),
+               rec(3, "postgresql-tombstone"), rec(4, None, json.dumps({"before": None}).encode())]
+    out, counts = plan(records, PG, changes="chg", dead_letters="dlq", max_bytes=10_000)
+    assert [(o.topic, o.source.offset) for o in out] == [("chg", 0), ("dlq", 1), ("chg", 2), ("dlq", 4)]
+    assert (out[0].key, dict(out[0].headers)[SOURCE_HEADER]) == (b"1", b"dbz:0:0")
+    assert json.loads(out[0].value or b"")["event_id"] == "dbz:0:0"
+    assert json.loads(out[2].value or b"")["op"] == "delete"
+    dead = dict(out[3].headers)
+    assert (dead[REASON], dead[SOURCE_OFFSET], dead[WORKER], dead["h"]) == (b"debezium", b"4", b"debezium-bridge", b"1")
+    assert out[1].value == b"nope" and b"not JSON" in dict(out[1].headers)["freshet.error"]
+    assert counts == {"upserted": 1, "deleted": 1, "skipped_tombstone": 1, "dead_lettered": 2}
