@@ -8,11 +8,12 @@ reference (docs/configuration.md) is the user-facing copy of this file.
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from freshet.kafka_access import KafkaAccess, Mechanism, Protocol
@@ -287,6 +288,24 @@ class Settings(BaseSettings):
     def _metadata_syntax(cls, value: str) -> str:
         parse_metadata_fields(value)
         return value
+
+    @field_validator("debezium_topic")
+    @classmethod
+    def _debezium_topic_name(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", value):
+            raise ValueError(f"Debezium topic {value!r} is no Kafka topic name (letters, digits, '.', '_', '-')")
+        return value
+
+    @model_validator(mode="after")
+    def _debezium_mapping_complete(self) -> Settings:
+        if self.debezium_topic:
+            if self.debezium_topic in self.topics():
+                raise ValueError(f"FRESHET_DEBEZIUM_TOPIC {self.debezium_topic!r} is one of freshet's own topics")
+            missing = [f"FRESHET_DEBEZIUM_{n.upper()}" for n in ("doc_id", "content", "version")
+                       if not getattr(self, f"debezium_{n}").strip()]
+            if missing:
+                raise ValueError(f"a Debezium topic needs {', '.join(missing)} (docs/inputs.md)")
+        return self
 
     @field_validator("weaviate_failover")
     @classmethod

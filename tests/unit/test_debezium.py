@@ -224,3 +224,40 @@ def test_the_bridge_plans_forwards_and_dead_letters_in_order() -> None:
     assert (dead[REASON], dead[SOURCE_OFFSET], dead[WORKER], dead["h"]) == (b"debezium", b"4", b"debezium-bridge", b"1")
     assert out[1].value == b"nope" and b"not JSON" in dict(out[1].headers)["freshet.error"]
     assert counts == {"upserted": 1, "deleted": 1, "skipped_tombstone": 1, "dead_lettered": 2}
+
+
+def test_settings_refuse_a_bridge_that_cannot_work() -> None:
+    from pydantic import ValidationError
+
+    for bad in ({"debezium_topic": "bad topic!"}, {"debezium_topic": "freshet.changes"},
+                {"debezium_topic": "dbz", "debezium_version": " "}):
+        with pytest.raises(ValidationError):
+            Settings(**bad)  # type: ignore[arg-type]
+    assert Settings(debezium_topic="pg.public.docs").debezium_topic == "pg.public.docs"
+
+
+def test_a_bridge_that_dies_fails_healthz(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from streams import bridge
+    from streams.web import Health
+    from workers.debezium_bridge import DebeziumBridge
+
+    class App:  # the one thing register() asks of a Faust app: a task decorator
+        tasks: list[Any] = []
+
+        def task(self, fn: Any) -> Any:
+            self.tasks.append(fn)
+            return fn
+
+    async def broken(self: DebeziumBridge) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(DebeziumBridge, "run", broken)
+    app, health = App(), Health("indexer", ready=True)
+    bridge.register(app, Settings(), health)  # type: ignore[arg-type]
+    assert app.tasks == []  # no topic: no bridge
+    bridge.register(app, Settings(debezium_topic="dbz"), health)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError):
+        asyncio.run(app.tasks[0]())
+    assert not health.healthy and "debezium bridge died: RuntimeError: a bug" in health.failure
