@@ -183,6 +183,8 @@ class DebeziumBridge:
     async def _produce(self, out: list[Outgoing]) -> None:
         """Send every record of ``out`` and wait until Kafka has all of them; on a transient fault the
         whole list goes again (a record's second copy changes nothing), keeping each key's order."""
+        if self._producer is None:  # a renewal that could not start it
+            await self._start()
         assert self._producer is not None
         producer = self._producer
         bound = 2 * self._s.kafka_request_timeout_seconds + 10
@@ -192,6 +194,11 @@ class DebeziumBridge:
                 for o in out:
                     futures.append(await producer.send(o.topic, o.value, key=o.key, headers=o.headers))
                 results = await asyncio.gather(*futures, return_exceptions=True)
+        except _REFUSALS as exc:  # refused before sending (larger than the producer's max request size)
+            await asyncio.gather(*futures, return_exceptions=True)
+            i = len(futures)
+            out[i] = refused(out[i], exc, self._s.topic_dead_letter, self._s.dead_letter_max_bytes)
+            raise TransientError(f"Kafka refuses a bridged record ({exc}); sending the batch again") from exc
         except TimeoutError as exc:
             await self._renew_producer()
             raise TransientError(f"Kafka acknowledged no bridged batch within {bound:.0f} s") from exc

@@ -261,3 +261,17 @@ def test_a_bridge_that_dies_fails_healthz(monkeypatch: pytest.MonkeyPatch) -> No
     with pytest.raises(RuntimeError):
         asyncio.run(app.tasks[0]())
     assert not health.healthy and "debezium bridge died: RuntimeError: a bug" in health.failure
+
+
+def test_a_record_kafka_refuses_becomes_a_dead_letter_then_a_bare_one() -> None:
+    from schemas.deadletter import REASON, TRUNCATED
+    from workers.debezium_bridge import Outgoing, Record, dead_letter, refused
+
+    source = Record("dbz", 1, 9, b"k", b"v" * 50, (("h", b"1"),))
+    forward = Outgoing("chg", b"k", b"{}", [], source)
+    letter = refused(forward, ValueError("too large"), "dlq", 10_000)
+    assert (letter.topic, letter.value, dict(letter.headers)[REASON]) == ("dlq", b"v" * 50, b"debezium")
+    assert b"Kafka refuses the record for 'chg'" in dict(letter.headers)["freshet.error"]
+    bare = refused(dead_letter(source, "debezium", "x", "dlq", 10_000), ValueError("no"), "dlq", 10_000)
+    assert bare.key is None and bare.value is None and "h" not in dict(bare.headers)
+    assert dict(bare.headers)[REASON] == b"debezium" and b"key and value dropped" in dict(bare.headers)[TRUNCATED]
