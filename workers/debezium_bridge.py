@@ -151,8 +151,8 @@ class DebeziumBridge:
         if dead:
             metrics.DEAD_LETTERED.labels(WORKER, REASON).inc(len(dead))
         await until_done(self._commit, batch, what="debezium_commit")
-        log.info("debezium_batch_bridged", records=len(batch), **dict(counts),
-                 errors=[o.error[:300] for o in dead[:3]])
+        (log.warning if dead else log.info)("debezium_batch_bridged", records=len(batch), **dict(counts),
+                                            errors=[o.error[:300] for o in dead[:3]])
 
     async def _start(self) -> None:
         access = self._s.kafka_access.aiokafka()
