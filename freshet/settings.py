@@ -8,14 +8,16 @@ reference (docs/configuration.md) is the user-facing copy of this file.
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from freshet.kafka_access import KafkaAccess, Mechanism, Protocol
+from schemas.debezium import Mapping as DebeziumMapping
 from schemas.search import DEFAULT_ALPHA
 from workers.chunking import Context, TitleContext
 from workers.store import HnswConfig
@@ -95,6 +97,21 @@ class Settings(BaseSettings):
     kafka_ssl_key_password: SecretStr = Field(SecretStr(""), description="Password of the client key, if any.")
     kafka_ssl_check_hostname: bool = Field(True, description=(
         "Check that a broker's certificate names the host connected to (ssl.endpoint.identification.algorithm=https)."))
+
+    # --- Debezium input (docs/inputs.md) --------------------------------------------------------
+    debezium_topic: str = Field("", description=(
+        "A topic of Debezium change envelopes the indexer worker bridges to the changes topic (its own consumer "
+        "group, <prefix>-debezium-bridge); empty = off."))
+    debezium_doc_id: str = Field("id", description="Column of the row that is the document id (the primary key).")
+    debezium_content: str = Field("body", description="Column holding the document's text (NULL: empty text).")
+    debezium_title: str = Field("", description="Column holding the title; empty = none.")
+    debezium_version: str = Field("source.lsn", description=(
+        "Where a change's version comes from, rising per row: a column (a timestamp in any Debezium encoding, or "
+        "an integer), 'source.<field>' of the envelope (source.lsn for PostgreSQL) or ts_ms / ts_us / ts_ns."))
+    debezium_metadata: str = Field("", description="Columns copied into the event's metadata, comma-separated.")
+    debezium_tenant: str = Field("", description="Column holding the tenant; empty = no tenant.")
+    debezium_content_type: Literal["text/markdown", "text/plain"] = Field(
+        "text/markdown", description="content_type of the events made from the rows.")
 
     # --- Weaviate ----------------------------------------------------------------------------
     weaviate_host: str = Field("127.0.0.1", description="Weaviate host (HTTP and gRPC).")
@@ -287,6 +304,24 @@ class Settings(BaseSettings):
         parse_metadata_fields(value)
         return value
 
+    @field_validator("debezium_topic")
+    @classmethod
+    def _debezium_topic_name(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", value):
+            raise ValueError(f"Debezium topic {value!r} is no Kafka topic name (letters, digits, '.', '_', '-')")
+        return value
+
+    @model_validator(mode="after")
+    def _debezium_mapping_complete(self) -> Settings:
+        if self.debezium_topic:
+            if self.debezium_topic in self.topics():
+                raise ValueError(f"FRESHET_DEBEZIUM_TOPIC {self.debezium_topic!r} is one of freshet's own topics")
+            missing = [f"FRESHET_DEBEZIUM_{n.upper()}" for n in ("doc_id", "content", "version")
+                       if not getattr(self, f"debezium_{n}").strip()]
+            if missing:
+                raise ValueError(f"a Debezium topic needs {', '.join(missing)} (docs/inputs.md)")
+        return self
+
     @field_validator("weaviate_failover")
     @classmethod
     def _failover_syntax(cls, value: str) -> str:
@@ -313,6 +348,14 @@ class Settings(BaseSettings):
     def tenant_policy(self) -> TenantPolicy:
         """Which searches the query worker answers (``multi_tenancy``, ``query_tenants``)."""
         return TenantPolicy(required=self.multi_tenancy, allowed=self.query_tenant_set)
+
+    @property
+    def debezium_mapping(self) -> DebeziumMapping:
+        """Columns of a Debezium row -> fields of a change event (the ``debezium_*`` settings)."""
+        return DebeziumMapping(doc_id=self.debezium_doc_id, content=self.debezium_content, title=self.debezium_title,
+                               version=self.debezium_version, tenant=self.debezium_tenant,
+                               metadata=tuple(c.strip() for c in self.debezium_metadata.split(",") if c.strip()),
+                               content_type=self.debezium_content_type)
 
     @cached_property
     def metadata_schema(self) -> dict[str, str]:

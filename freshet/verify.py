@@ -53,7 +53,7 @@ def read_changes(settings: Settings) -> list[Sourced]:
     out = []
     for r in tqdm(read_to_end(settings.kafka_access, settings.topic_changes), desc="changes", unit="event"):
         try:
-            ev = parse_change(r.value, r.key, max_bytes=settings.max_document_bytes)
+            ev = parse_change(r.value, r.key, max_bytes=settings.max_document_bytes, headers=r.headers)
             check_event_tenant(ev, required=settings.multi_tenancy)
         except InvalidEventError:
             continue  # dead-lettered by the indexer: not part of the index

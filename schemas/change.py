@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from freshet.errors import InvalidEventError
+from schemas import cloudevents
 
 #: Major version of this contract; events may carry ``schema_version`` "1" or "1.x", or omit it.
 SCHEMA_MAJOR = 1
@@ -88,11 +89,14 @@ def split_key(key: str) -> tuple[str | None, str]:
     return tenant or None, doc_id
 
 
-def parse_change(value: bytes | None, key: bytes | None, *, max_bytes: int) -> ChangeEvent:
+def parse_change(value: bytes | None, key: bytes | None, *, max_bytes: int,
+                 headers: cloudevents.Headers = None) -> ChangeEvent:
     """Decode one record of the changes topic, or raise :class:`InvalidEventError` with a reason.
 
     A null value is a tombstone: it deletes the document named by the key (version 0 is never
-    stale against an applied version, so the indexer treats tombstones specially).
+    stale against an applied version, so the indexer treats tombstones specially). With the
+    record's ``headers``, a CloudEvent in either content mode of the Kafka binding is unwrapped
+    first (:mod:`schemas.cloudevents`).
     """
     if value is None:
         if not key:
@@ -102,21 +106,36 @@ def parse_change(value: bytes | None, key: bytes | None, *, max_bytes: int) -> C
         raise InvalidEventError(
             "oversized", f"event is {len(value)} bytes, above the cap of {max_bytes} (FRESHET_MAX_DOCUMENT_BYTES)"
         )
-    text = _decode(value, "value")
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidEventError("invalid_json", f"value is not JSON: {exc}") from exc
-    except RecursionError as exc:
-        raise InvalidEventError("invalid_json", "value is nested too deeply to be a change event") from exc
+    named = cloudevents.header_dict(headers)
+    mode = cloudevents.content_mode(named)
+    defaults: dict[str, str] = {}
+    if mode == "binary":
+        defaults = cloudevents.binary_attributes(named).defaults()
+    raw = _load(value, "value")
+    if mode == "structured":
+        data, attrs = cloudevents.structured(raw, named)
+        raw, defaults = (_load(data, "CloudEvent data") if isinstance(data, bytes) else data), attrs.defaults()
     if not isinstance(raw, dict):
-        raise InvalidEventError("schema", f"value must be a JSON object, got {type(raw).__name__}")
+        reason = "cloudevents" if mode else "schema"
+        raise InvalidEventError(reason, f"value must be a JSON object (a change event), got {type(raw).__name__}")
+    raw = {**defaults, **{k: v for k, v in raw.items() if not (k in defaults and v is None)}}
     _check_schema_version(raw.get("schema_version"))
     try:
         return ChangeEvent.model_validate(raw)
     except ValidationError as exc:
         reason = "missing_content" if "needs 'content'" in str(exc) else "schema"
         raise InvalidEventError(reason, _explain(exc)) from exc
+
+
+def _load(data: bytes, what: str) -> Any:
+    """JSON of UTF-8 ``data``, or :class:`InvalidEventError` (``invalid_utf8``, ``invalid_json``)."""
+    text = _decode(data, what)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidEventError("invalid_json", f"{what} is not JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise InvalidEventError("invalid_json", f"{what} is nested too deeply to be a change event") from exc
 
 
 def _tombstone(key: str) -> ChangeEvent:

@@ -302,7 +302,8 @@ def register(app: faust.App, topics: Topics, settings: Settings, indexer: Indexe
 
     async def _decode(message: Any) -> Sourced | None:
         try:
-            change = parse_change(message.value, message.key, max_bytes=settings.max_document_bytes)
+            change = parse_change(message.value, message.key, max_bytes=settings.max_document_bytes,
+                                  headers=message.headers)
             check_event_tenant(change, required=settings.multi_tenancy)  # with tenancy, no shard is no one's
             ts = datetime.fromtimestamp(message.timestamp, UTC) if message.timestamp else None
             return Sourced(change, message.partition, message.offset, ts, tombstone=message.value is None)

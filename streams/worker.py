@@ -11,7 +11,7 @@ import structlog
 from freshet.errors import ConfigError
 from freshet.log import logging_config
 from freshet.settings import Settings
-from streams import dashboard, telemetry, web
+from streams import bridge, dashboard, telemetry, web
 from streams import indexer as indexer_agent
 from streams import query as query_agent
 from streams.app import Role, create_app
@@ -49,6 +49,7 @@ def build(settings: Settings, role: Role) -> faust.App:
                           if settings.reuse_vectors_from else None)
         web.register(app, health, indexer.stats.as_dict)
         indexer_agent.register(app, topics, settings, indexer, health, fence)
+        bridge.register(app, settings, health)  # the Debezium bridge, when FRESHET_DEBEZIUM_TOPIC is set
         builder = SnapshotBuilder(role, instance, indexer.stats.as_dict,
                                   ["events_applied", "chunks_embedded", "chars_embedded", "dead_lettered"])
     else:
