@@ -265,6 +265,9 @@ def grants(settings: Settings) -> list[Grant]:
     topic("query", s.topic_applied, "READ", "CREATE", "DESCRIBE_CONFIGS")
     topic("query", s.topic_replies, "WRITE", "READ", "CREATE", "DESCRIBE_CONFIGS", prefixed=True)
     topic("query", s.topic_metrics, "WRITE", "READ", "CREATE", "DESCRIBE_CONFIGS")
+    if s.debezium_topic:  # the Debezium bridge runs in the indexer: it reads envelopes, writes change events
+        topic("indexer", s.debezium_topic, "READ", "DESCRIBE_CONFIGS")
+        topic("indexer", s.topic_changes, "WRITE")
     for role in ("indexer", "query"):  # both follow the active generation (freshet reindex writes it, as admin)
         topic(role, s.topic_generations, "READ", "CREATE", "DESCRIBE_CONFIGS")
     for t in (s.topic_changes, s.topic_dead_letter):

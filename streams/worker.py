@@ -31,8 +31,9 @@ from workers.weaviate_store import store_for
 log = structlog.get_logger(__name__)
 
 
-def build(settings: Settings, role: Role) -> faust.App:
-    """The Faust app of ``role`` with its agents, adapters and web pages."""
+def build(settings: Settings, role: Role, *, bridge_prefix: str | None = None) -> faust.App:
+    """The Faust app of ``role`` with its agents, adapters and web pages; an indexer given
+    ``bridge_prefix`` (the configured consumer-group prefix) also runs the Debezium bridge."""
     app, topics = create_app(settings, role)
     embedder = SentenceTransformerEmbedder.for_settings(settings)
     store = store_for(settings)
@@ -49,7 +50,8 @@ def build(settings: Settings, role: Role) -> faust.App:
                           if settings.reuse_vectors_from else None)
         web.register(app, health, indexer.stats.as_dict)
         indexer_agent.register(app, topics, settings, indexer, health, fence)
-        bridge.register(app, settings, health)  # the Debezium bridge, when FRESHET_DEBEZIUM_TOPIC is set
+        if bridge_prefix is not None:  # the Debezium bridge, when FRESHET_DEBEZIUM_TOPIC is set
+            bridge.register(app, settings.model_copy(update={"consumer_group_prefix": bridge_prefix}), health)
         builder = SnapshotBuilder(role, instance, indexer.stats.as_dict,
                                   ["events_applied", "chunks_embedded", "chars_embedded", "dead_lettered"])
     else:
@@ -70,6 +72,8 @@ def run(settings: Settings, role: Role) -> None:
     """Run the worker in the foreground until SIGTERM/SIGINT."""
     info = wait_for_broker(settings.kafka_access, timeout=settings.start_timeout_seconds)
     check_generation(settings)
+    # the bridge's group keeps the configured prefix; the builders of a new generation (pinned to it) run none
+    bridge_prefix = None if settings.generation else settings.consumer_group_prefix
     active, _ = read_generations(settings)  # before the topics: an adopted generation has its own changelog
     settings = adopt(settings, role, active)
     if active is not None and settings.generation == active.generation:
@@ -77,7 +81,7 @@ def run(settings: Settings, role: Role) -> None:
     prepare_topics(settings, role)
     log.info("worker_starting", role=role, kafka=settings.bootstrap_servers, kafka_version=info.api_version,
              weaviate=settings.weaviate_url, collection=settings.collection)
-    app = build(settings, role)
+    app = build(settings, role, bridge_prefix=bridge_prefix)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False,
                           logging_config=logging_config(settings.log_level))
     worker.execute_from_commandline()

@@ -72,8 +72,10 @@ class Outgoing:
 
 
 def group_id(settings: Settings) -> str:
-    """The bridge's consumer group: several indexer workers share the Debezium topic's partitions."""
-    return f"{settings.consumer_group_prefix}-debezium-bridge"
+    """The bridge's consumer group: several indexer workers share the Debezium topic's partitions. Under
+    the indexer's Kafka ACL prefix (``<prefix>-indexer``), and named from the configured prefix, not an
+    adopted generation's (:func:`streams.worker.run`), so a reindex never starts it over."""
+    return f"{settings.consumer_group_prefix}-indexer-debezium-bridge"
 
 
 def plan(records: Sequence[Record], mapping: Mapping, *, changes: str, dead_letters: str,
