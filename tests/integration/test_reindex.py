@@ -3,22 +3,28 @@ keep being answered, every query worker switches to it, and the old collection g
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from freshet.client import SearchClient
-from freshet.reindex import run_reindex, status_lines
+from freshet.errors import FreshetError
+from freshet.reindex import ProgressReader, run_reindex, status_lines, stop_builders
 from freshet.settings import Settings
 from freshet.verify import run_verify
+from ops import procs
 from ops.stack import Stack, drop_pipeline
 from schemas.change import ChangeEvent
 from tests.integration.conftest import Endpoints, make_settings
 from tests.integration.helpers import publish_and_wait
-from workers.generation import adopt, read_generations
+from workers.generation import adopt, generation_record, read_generations
 from workers.weaviate_store import client_for
 
 pytestmark = pytest.mark.integration
@@ -39,7 +45,7 @@ def _doc(n: int) -> str:
 
 
 @pytest.fixture
-def pipeline(endpoints: Endpoints, tmp_path: Path) -> Settings:
+def pipeline(endpoints: Endpoints, tmp_path: Path) -> Iterator[Settings]:
     settings = make_settings(endpoints, tmp_path).model_copy(update={"generation_grace_seconds": 3.0})
     stack = Stack(settings)
     stack.up(["indexer", "query"])
@@ -113,3 +119,79 @@ def test_reindex_switches_generation_with_no_error_reply_and_reuses_unchanged_ve
     current = adopt(pipeline, "indexer", active)
     assert current.chunk_min_chars == 400
     assert run_verify(current) == []  # the new generation is exactly a fresh load, the live change included
+
+
+    # a model change (the int8 ONNX variant's vectors are a model of their own): nothing is reused, the
+    # query workers load the new model before they switch, and searches are still answered throughout
+    replies.clear()
+    order.clear()
+    stop.clear()
+    searcher = threading.Thread(target=search_all_along, daemon=True)
+    searcher.start()
+    second = run_reindex(pipeline, {"model_backend": "onnx-int8"}, progress=False, timeout=600)
+    time.sleep(2)
+    stop.set()
+    searcher.join(timeout=30)
+    assert second.switched and second.previous == report.collection
+    assert (second.chunks_reused, second.embedded_share) == (0, 1.0), second
+    assert not {k: n for k, n in replies.items() if k[0] != "ok"}, replies
+    assert order == [report.generation, second.generation], order
+    active, _ = read_generations(pipeline)
+    assert active is not None and active.generation == second.generation
+    now = adopt(pipeline, "indexer", active)
+    assert (now.model_backend, now.chunk_min_chars) == ("onnx-int8", 400)  # the chunker setting carried over
+    assert run_verify(now) == []
+
+
+def test_a_reindex_whose_builder_is_killed_resumes_where_it_stopped(endpoints: Endpoints, tmp_path: Path) -> None:
+    settings = make_settings(endpoints, tmp_path).model_copy(update={"index_batch_size": 2})
+    stack = Stack(settings)
+    stack.up(["indexer"])
+    _, record = generation_record(settings, {"chunk_min_chars": 400}, names=settings, state="building",
+                                  at=datetime.now(UTC))
+    try:
+        publish_and_wait(settings, [ChangeEvent(doc_id=f"doc-{n}.md", op="upsert", version=1, content=_doc(n))
+                                    for n in range(16)])
+        killed: list[int] = []
+
+        def kill_mid_build() -> None:  # kill -9 the builder once it has handled some documents, not all
+            reader = ProgressReader(settings, record.generation)
+            try:
+                deadline = time.monotonic() + 300
+                while len(reader.documents) < 4 and time.monotonic() < deadline:
+                    reader.poll()
+            finally:
+                reader.close()
+            pid = procs.read_pid(settings.home / "reindex" / record.generation / "indexer-1.pid")
+            if pid is not None and len(reader.documents) < 16:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(len(reader.documents))
+
+        killer = threading.Thread(target=kill_mid_build, daemon=True)
+        killer.start()
+        with pytest.raises(FreshetError, match="stopped"):
+            run_reindex(settings, {"chunk_min_chars": "400"}, switch=False, progress=False, timeout=300)
+        killer.join(timeout=60)
+        assert killed and 4 <= killed[0] < 16, killed
+
+        report = run_reindex(settings, {"chunk_min_chars": "400"}, switch=False, progress=False, timeout=300)
+        assert report.generation == record.generation and not report.switched and report.documents == 16
+        target = adopt(settings, "indexer", record)
+        client = client_for(settings)
+        try:
+            stored_chunks = client.collections.use(target.collection).aggregate.over_all(total_count=True).total_count
+        finally:
+            client.close()
+        # the resumed builder did not start over: it handled fewer chunks than the generation holds
+        assert 0 < report.chunks_embedded + report.chunks_reused < (stored_chunks or 0), (report, stored_chunks)
+        assert run_verify(target) == []
+        assert any("caught up" in line for line in status_lines(settings))
+    finally:
+        stop_builders(settings, record.generation)
+        stack.down(["indexer"])
+        client = client_for(settings)
+        try:
+            client.collections.delete(record.collection)
+        finally:
+            client.close()
+        drop_pipeline(settings)
