@@ -31,6 +31,15 @@ def main(ctx: click.Context) -> None:
     ctx.obj = settings
 
 
+def _active(settings: Settings) -> Settings:
+    """The settings of the active index generation (its collection, state table, model and chunker),
+    as every worker adopts them at start; ``settings`` themselves before the first freshet reindex."""
+    from workers.generation import adopt, read_generations
+
+    active, _ = read_generations(settings)
+    return adopt(settings, "indexer", active)
+
+
 def _fail(exc: FreshetError) -> None:
     click.secho(f"error: {exc}", fg="red", err=True)
     sys.exit(1)
@@ -280,8 +289,11 @@ def stats(settings: Settings, as_json: bool) -> None:
               "then verify again (docs/repair.md).")
 @click.pass_obj
 def verify(settings: Settings, vectors: bool, repair: bool) -> None:
-    """Check the index equals a fresh load of the latest versions; exit 1 on any difference."""
+    """Check the index equals a fresh load of the latest versions; exit 1 on any difference. Checks the
+    active generation (freshet reindex), as the workers serve it."""
     from freshet.verify import run_repair, run_verify
+
+    settings = _active(settings)
 
     if repair:
         try:
@@ -421,7 +433,7 @@ def tenant_delete(settings: Settings, name: str, wait: bool, timeout: float) -> 
     from freshet.tenants import delete_tenant
 
     try:
-        done = delete_tenant(settings, name, wait=wait, timeout=timeout)
+        done = delete_tenant(_active(settings), name, wait=wait, timeout=timeout)
     except FreshetError as exc:
         _fail(exc)
         return
