@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -280,21 +280,26 @@ def _stored_vectors(settings: Settings, reuse: Mapping[str, tuple[str, str | Non
     try:
         coll = client.collections.use(settings.collection)
         with tqdm(total=len(reuse), desc="stored vectors", unit="chunk") as bar:
-            for shard, ids in wanted.items():
-                at = coll.with_tenant(shard) if shard is not None else coll
-                part_ids = list(ids)
-                for start in range(0, len(part_ids), 200):
-                    part = part_ids[start : start + 200]
-                    res = at.query.fetch_objects(filters=Filter.by_id().contains_any(part), limit=len(part),
-                                                 include_vector=True, return_properties=["content_hash"])
-                    for o in res.objects:
-                        h = ids[str(o.uuid)]
-                        if o.properties.get("content_hash") == h and VECTOR_NAME in o.vector:
-                            out[h] = list(o.vector[VECTOR_NAME])  # type: ignore[arg-type]
-                    bar.update(len(part))
+            for shard, at, part in _shard_batches(coll, {s: list(ids) for s, ids in wanted.items()}, 200):
+                res = at.query.fetch_objects(filters=Filter.by_id().contains_any(part), limit=len(part),
+                                             include_vector=True, return_properties=["content_hash"])
+                for o in res.objects:
+                    h = wanted[shard][str(o.uuid)]
+                    if o.properties.get("content_hash") == h and VECTOR_NAME in o.vector:
+                        out[h] = list(o.vector[VECTOR_NAME])
+                bar.update(len(part))
     finally:
         client.close()
     return out
+
+
+def _shard_batches(coll: Any, ids_by_shard: Mapping[str | None, Sequence[str]], size: int
+                   ) -> Iterator[tuple[str | None, Any, list[str]]]:
+    """(shard, the collection as that shard, up to ``size`` of its ids) for every shard's ids."""
+    for shard, ids in ids_by_shard.items():
+        at = coll.with_tenant(shard) if shard is not None else coll
+        for start in range(0, len(ids), size):
+            yield shard, at, list(ids[start : start + size])
 
 
 def _embed(embedder: SentenceTransformerEmbedder, todo: Mapping[str, str]) -> dict[str, Vector]:
@@ -329,16 +334,13 @@ def _delete(settings: Settings, removals: Sequence[Removal]) -> int:
     try:
         coll = client.collections.use(settings.collection)
         with tqdm(total=len(removals), desc="deleting", unit="chunk") as bar:
-            for shard, ids in by_shard.items():
-                at = coll.with_tenant(shard) if shard is not None else coll
-                for start in range(0, len(ids), 500):
-                    part = ids[start : start + 500]
-                    result = at.data.delete_many(where=Filter.by_id().contains_any(part))
-                    if result.failed:
-                        raise StoreError(f"Weaviate failed {result.failed} of {len(part)} deletes in shard "
-                                         f"{shard!r} of {settings.collection!r}; run `freshet verify --repair` again")
-                    deleted += int(result.successful)
-                    bar.update(len(part))
+            for shard, at, part in _shard_batches(coll, by_shard, 500):
+                result = at.data.delete_many(where=Filter.by_id().contains_any(part))
+                if result.failed:
+                    raise StoreError(f"Weaviate failed {result.failed} of {len(part)} deletes in shard "
+                                     f"{shard!r} of {settings.collection!r}; run `freshet verify --repair` again")
+                deleted += int(result.successful)
+                bar.update(len(part))
     finally:
         client.close()
     return deleted
