@@ -130,6 +130,8 @@ def register(app: faust.App, topics: Topics, settings: Settings, searcher: Searc
             await asyncio.sleep(2)
 
     stops = {searcher.generation: asyncio.Event()}  # generation -> what stops its feed
+    serving = {"generation": searcher.generation or "first", "collection": settings.collection}
+    metrics.SERVING_GENERATION.labels(**serving).set(1)
 
     @app.task  # type: ignore[untyped-decorator]
     async def follow_applied() -> None:
@@ -194,6 +196,10 @@ def register(app: faust.App, topics: Topics, settings: Settings, searcher: Searc
                                       current.batcher if same_model else BatchingEmbedder(embedder)))
         stops.pop(old.generation, asyncio.Event()).set()
         stops[record.generation] = stop
+        metrics.SERVING_GENERATION.remove(serving["generation"], serving["collection"])
+        serving.update(generation=record.generation, collection=record.collection)
+        metrics.SERVING_GENERATION.labels(**serving).set(1)
+        metrics.GENERATION_SWITCHES.inc()
         log.info("generation_switched", previous=old.generation, generation=record.generation,
                  collection=record.collection, documents=len(view), seconds=round(time.monotonic() - started_at, 1))
 

@@ -65,6 +65,10 @@ ANN_RECALL = Gauge("freshet_ann_recall_at_10", "Share of the exact top-10 chunks
 SEARCHABLE_SHARE = Gauge("freshet_searchability_share", "Share of recently applied chunks found by their own text.")
 INDEX_DOCUMENTS = Gauge("freshet_index_documents", "Documents in the applied view.")
 INDEX_CHUNKS = Gauge("freshet_index_chunks", "Chunks in the applied view.")
+SERVING_GENERATION = Gauge("freshet_serving_generation", "1 for the index generation this query worker answers "
+                           "from ('first' before any freshet reindex).", ["generation", "collection"])
+GENERATION_SWITCHES = Counter("freshet_generation_switches_total", "Switches of this query worker to a new "
+                              "index generation (freshet reindex).")
 
 
 class Recent:

@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -116,6 +117,11 @@ def test_reindex_switches_generation_with_no_error_reply_and_reuses_unchanged_ve
     finally:
         client.close()
     assert any(report.generation in line for line in status_lines(pipeline))
+    with urllib.request.urlopen(f"http://127.0.0.1:{pipeline.query_web_port}/metrics", timeout=10) as resp:
+        exposition = resp.read().decode()
+    serving = [line for line in exposition.splitlines() if line.startswith("freshet_serving_generation{")]
+    labels = f'collection="{report.collection}",generation="{report.generation}"'
+    assert serving == [f"freshet_serving_generation{{{labels}}} 1.0"], serving
     current = adopt(pipeline, "indexer", active)
     assert current.chunk_min_chars == 400
     assert run_verify(current) == []  # the new generation is exactly a fresh load, the live change included
