@@ -234,12 +234,14 @@ def run_reindex(settings: Settings, overrides: dict[str, str], *, builders: int 
     publish_generation(settings, record.model_copy(update={"state": "active", "at": datetime.now(UTC)}), active=True)
     report.switched = True
     log.info("reindex_switched", generation=record.generation, collection=record.collection)
-    if not _restart_local_indexers(settings):
-        report.notes.append("no local stack indexers to restart: the builders keep the new generation current; "
-                            "restart your indexers (they adopt the active generation), then stop the builders "
-                            f"(pid files in {_run_dir(settings, record.generation)})")
-    else:
-        stop_builders(settings, record.generation)
+    if not _restart_local_indexers(settings):  # the old indexers run elsewhere: they would write the old one again
+        report.notes.append(
+            "no local stack indexers to restart: the builders keep the new generation current. Restart your "
+            f"indexers (they adopt the active generation), stop the builders (pid files in "
+            f"{_run_dir(settings, record.generation)}), then delete the old collection {old.collection}")
+        report.seconds = time.monotonic() - started
+        return report
+    stop_builders(settings, record.generation)
     _grace(settings.generation_grace_seconds, progress)
     _drop(settings, old)
     report.dropped = True
