@@ -15,6 +15,7 @@ from freshet.errors import FreshetError
 from freshet.publishing import indexer_stats, print_reply, publish_events
 from freshet.settings import Settings
 from schemas.change import ChangeEvent
+from workers.generation import adopt, read_generations
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,8 +43,10 @@ def run_demo(settings: Settings) -> None:
                     content=p.read_text(encoding="utf-8"), metadata={"source": "freshet-docs"})
         for p in paths
     ]
+    active, _ = read_generations(settings)  # after a freshet reindex, the workers serve its collection
     click.secho(f"Indexing {len(events)} documents of this repository through Kafka "
-                f"({settings.topic_changes} -> indexer -> Weaviate {settings.collection})", bold=True)
+                f"({settings.topic_changes} -> indexer -> Weaviate {adopt(settings, 'indexer', active).collection})",
+                bold=True)
     started = time.monotonic()
     publish_events(settings, events, wait=True, timeout=300, desc="publishing docs")
     click.echo(f"indexed in {time.monotonic() - started:.1f}s")

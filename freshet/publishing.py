@@ -98,7 +98,8 @@ def _indexer_urls(settings: Settings) -> list[str]:
 def print_reply(query: str, reply: SearchReply) -> None:
     t = reply.timings
     click.secho(f"\n{query!r}: {reply.status}, {len(reply.hits)} hits "
-                f"(embed {t.embed_ms:.0f} ms, search {t.search_ms:.0f} ms)", bold=True)
+                f"(embed {t.embed_ms:.0f} ms, search {t.search_ms:.0f} ms"
+                + (f", generation {reply.generation})" if reply.generation else ")"), bold=True)
     if reply.error:
         click.secho(f"  {reply.error.code}: {reply.error.message}", fg="red")
     for i, hit in enumerate(reply.hits, 1):
