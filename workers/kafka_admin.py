@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -12,7 +12,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from freshet.errors import TransientError
+from freshet.errors import ConfigError, TransientError
 from freshet.kafka_access import KafkaAccess, access, refusals, refused
 from workers.topology import TopicFacts
 
@@ -91,15 +91,53 @@ def ensure_topics(bootstrap: KafkaAccess | str, names: Iterable[str], *, partiti
                                               topic_configs={"cleanup.policy": "compact"} if n in compact else {})
                                      for n in missing])
             log.info("topics_created", topics=missing, partitions=partitions, replication=replication)
-        stale = sorted(compact & existing)
-        if stale:
-            admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, n, configs={"cleanup.policy": "compact"})
-                                 for n in stale], incremental=True)
+        compact_existing(admin, sorted(compact & existing), bootstrap)
         return missing
     except (KafkaError, OSError) as exc:
         raise TransientError(f"cannot create topics on Kafka at {bootstrap}: {exc}") from exc
     finally:
         admin.close()
+
+
+def compact_existing(admin: KafkaAdminClient, names: Sequence[str], bootstrap: KafkaAccess | str) -> list[str]:
+    """Set ``cleanup.policy=compact`` on those of ``names`` (topics believed to exist) that lack it;
+    return those changed.
+
+    Raises :class:`TransientError` when the answering broker has not heard of one of them yet (a
+    broker catching up after a restart, or a topic just created through another): kafka-python 3
+    drops DescribeConfigs' per-topic error and answers with no entries, and its ``alter_configs``
+    then raised ``ValueError`` unless ``raise_on_unknown=False``. :class:`ConfigError` when the
+    principal may not alter the topic's configuration.
+    """
+    policies = cleanup_policies(admin, names)
+    unknown = sorted(n for n, p in policies.items() if p is None)
+    if unknown:
+        raise TransientError(f"Kafka at {bootstrap} does not know topics {unknown} yet (a broker catching up)")
+    todo = sorted(n for n, p in policies.items() if p is not None and "compact" not in p.split(","))
+    if not todo:
+        return []
+    answer = admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, n, configs={"cleanup.policy": "compact"})
+                                  for n in todo], incremental=True, raise_on_unknown=False)
+    failed = {n: r for n, r in answer.get("topic", {}).items() if r != "OK"}
+    if any("Authorization" in r for r in failed.values()):
+        raise ConfigError(f"topics {sorted(failed)} must be compacted (cleanup.policy=compact) and this principal may "
+                          f"not alter their configuration: {failed}")
+    if failed:
+        raise TransientError(f"Kafka at {bootstrap} did not compact topics {sorted(failed)}: {failed}")
+    log.info("topics_compacted", topics=todo)
+    return todo
+
+
+def cleanup_policies(admin: KafkaAdminClient, names: Sequence[str]) -> dict[str, str | None]:
+    """Each of ``names``' ``cleanup.policy`` as the answering broker knows it; ``None`` for a topic it
+    has not heard of (its answer then carries no entry at all, not even the default)."""
+    if not names:
+        return {}
+    described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n, configs={"cleanup.policy": None})
+                                        for n in names], config_filter="all")
+    topics = described.get("topic", {})
+    return {n: (str(topics[n]["cleanup.policy"]["value"]) if "cleanup.policy" in topics.get(n, {}) else None)
+            for n in names}
 
 
 def wait_for_topics(bootstrap: KafkaAccess | str, names: Iterable[str], *, timeout: float) -> None:
@@ -108,11 +146,15 @@ def wait_for_topics(bootstrap: KafkaAccess | str, names: Iterable[str], *, timeo
     wanted = set(names)
     deadline = time.monotonic() + timeout
     while True:
-        missing = sorted(wanted - set(describe_topics(bootstrap, wanted, led=True)))
+        try:
+            missing = sorted(wanted - set(describe_topics(bootstrap, wanted, led=True)))
+            why = ""
+        except TransientError as exc:  # a broker that has not heard of them yet
+            missing, why = sorted(wanted), f": {exc}"
         if not missing:
             return
         if time.monotonic() >= deadline:
-            raise TransientError(f"topics {missing} not ready on Kafka at {bootstrap} after {timeout:.0f}s")
+            raise TransientError(f"topics {missing} not ready on Kafka at {bootstrap} after {timeout:.0f}s{why}")
         time.sleep(0.5)
 
 
@@ -125,13 +167,14 @@ def describe_topics(bootstrap: KafkaAccess | str, names: Iterable[str], *, led: 
         if not wanted:
             return {}
         described = admin.describe_topics(wanted)
-        configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n) for n in wanted])
+        policies = cleanup_policies(admin, wanted)
     except (KafkaError, OSError) as exc:
         raise TransientError(f"cannot describe topics on Kafka at {bootstrap}: {exc}") from exc
     finally:
         admin.close()
-    policies = {name: str(entries.get("cleanup.policy", {}).get("value", ""))
-                for name, entries in configs.get("topic", {}).items()}
+    unknown = sorted(n for n, p in policies.items() if p is None)
+    if unknown:  # listed by one broker, unheard of by the one answering for configurations
+        raise TransientError(f"Kafka at {bootstrap} does not know topics {unknown} yet (a broker catching up)")
     out: dict[str, TopicFacts] = {}
     for t in described:
         if t.get("error_code", 0) != 0:
@@ -141,5 +184,5 @@ def describe_topics(bootstrap: KafkaAccess | str, names: Iterable[str], *, led: 
             continue
         out[t["name"]] = TopicFacts(partitions=len(parts),
                                     replication=min((len(p.get("replica_nodes", [])) for p in parts), default=0),
-                                    compacted="compact" in policies.get(t["name"], ""))
+                                    compacted="compact" in (policies.get(t["name"]) or "").split(","))
     return out
