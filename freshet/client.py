@@ -39,7 +39,7 @@ class Position:
     offset: int
 
 
-def _producer(bootstrap: KafkaAccess | str, *, linger_ms: int) -> KafkaProducer:
+def producer(bootstrap: KafkaAccess | str, *, linger_ms: int) -> KafkaProducer:
     with refusals() as seen:
         try:
             # acks=all with idempotence: a retried send is never written twice, and with the cluster's
@@ -132,7 +132,7 @@ class DocumentPublisher:
 
     def __init__(self, bootstrap: KafkaAccess | str, topic: str, *, session: Session | None = None) -> None:
         self._topic = topic
-        self._producer = _producer(bootstrap, linger_ms=5)  # a bulk publish fills batches
+        self._producer = producer(bootstrap, linger_ms=5)  # a bulk publish fills batches
         self._session = session
 
     def publish(self, event: ChangeEvent) -> Future[Position]:
@@ -211,7 +211,7 @@ class SearchClient:
         self._timeout = timeout
         self._pending: dict[str, tuple[Future[SearchReply], float]] = {}
         self._lock = threading.Lock()
-        self._producer = _producer(bootstrap, linger_ms=0)  # a request goes out at once, never waits for company
+        self._producer = producer(bootstrap, linger_ms=0)  # a request goes out at once, never waits for company
         self._tail = _Tail(_tail_consumer(bootstrap, reply_topic), self._on_reply, self._expire)
         self._tail.start()
 

@@ -312,9 +312,9 @@ def publish_replays(settings: Settings, letters: Sequence[DeadLetter], *, progre
     from kafka.errors import KafkaError
     from tqdm import tqdm
 
-    from freshet.client import _producer
+    from freshet.client import producer as make_producer
 
-    producer = _producer(settings.kafka_access, linger_ms=5)
+    producer = make_producer(settings.kafka_access, linger_ms=5)
     try:
         partitions = len(producer.partitions_for(settings.topic_changes) or ())
         futures = []

@@ -32,8 +32,9 @@ from freshet.errors import ConfigError, FreshetError
 from freshet.settings import Settings
 from ops import procs
 from schemas.applied import ProgressRecord, parse_applied
+from schemas.change import document_key
 from schemas.generations import ACTIVE_KEY, GENERATION_SETTINGS, GenerationRecord, generation_key
-from workers.generation import adopt, generation_of, generation_record, read_generations
+from workers.generation import adopt, generation_of, generation_record, generation_settings, read_generations
 from workers.kafka_admin import ensure_topics
 
 log = structlog.get_logger(__name__)
@@ -83,7 +84,7 @@ def first_generation(settings: Settings) -> GenerationRecord:
     return GenerationRecord(
         generation=generation_of(settings).fingerprint, state="active", collection=settings.collection,
         consumer_group_prefix=settings.consumer_group_prefix,
-        settings={name: getattr(settings, name) for name in GENERATION_SETTINGS}, at=datetime.now(UTC))
+        settings=generation_settings(settings), at=datetime.now(UTC))
 
 
 # --- Kafka ----------------------------------------------------------------------------------------
@@ -133,7 +134,7 @@ class ProgressReader:
                 if isinstance(rec, ProgressRecord):
                     self.through[rec.partition] = max(rec.through, self.through.get(rec.partition, 0))
                 else:
-                    self.documents.add(f"{rec.tenant or ''}\x1f{rec.doc_id}")
+                    self.documents.add(document_key(rec.tenant, rec.doc_id))
 
     def ends(self) -> dict[int, int]:
         """The changes topic's end offsets now."""

@@ -24,7 +24,7 @@ from workers.chunking import Chunk, chunk_document
 from workers.delivery import POSITION_PREFIX
 from workers.embedding import EmbeddingCache, SentenceTransformerEmbedder, Vector
 from workers.fencing import GENERATION_HEADER, WRITER_HEADER, fence_violations, header
-from workers.indexing import _record as chunk_record
+from workers.indexing import chunk_record
 from workers.planning import DocState, Sourced
 from workers.store import ChunkRecord
 from workers.tenancy import check_event_tenant, weaviate_tenant

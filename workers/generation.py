@@ -77,6 +77,11 @@ def collection_name(base: str, generation: Generation) -> str:
     return f"{base}_{generation.fingerprint}"
 
 
+def generation_settings(settings: Settings) -> dict[str, object]:
+    """The settings that make a generation (GENERATION_SETTINGS), by field name, as a record holds them."""
+    return {name: getattr(settings, name) for name in GENERATION_SETTINGS}
+
+
 def check_generation(settings: Settings) -> None:
     """Refuse (:class:`ConfigError`) a worker whose ``generation`` names other settings than its own:
     it would write one generation's objects under another's name."""
@@ -112,7 +117,7 @@ def generation_record(base: Settings, overrides: dict[str, object], *, state: st
     record = GenerationRecord.model_validate({
         "generation": fp, "state": state, "collection": collection_name(names.collection, gen),
         "consumer_group_prefix": f"{names.consumer_group_prefix}-indexer-{fp}",
-        "settings": {name: getattr(target, name) for name in GENERATION_SETTINGS},
+        "settings": generation_settings(target),
         "replaces": replaces, "at": at})
     return target.model_copy(update=record.overrides(role="indexer")), record
 

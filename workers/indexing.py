@@ -180,8 +180,8 @@ class Indexer:
         updates: list[ChunkRecord] = []
         for _, se, chunks, p in plans:
             title = title_of(se.event, chunks)
-            inserts += [_record(cid, c, se, title, vectors[c.content_hash], now) for cid, c in p.embed]
-            updates += [_record(cid, c, se, title, (), now) for cid, c in p.update]
+            inserts += [chunk_record(cid, c, se, title, vectors[c.content_hash], now) for cid, c in p.embed]
+            updates += [chunk_record(cid, c, se, title, (), now) for cid, c in p.update]
         if inserts:
             with metrics.STORE_WRITE_SECONDS.labels("upsert").time():
                 await self._store.upsert(inserts)
@@ -242,7 +242,7 @@ def _tokens(embedder: Embedder, texts: Sequence[str]) -> int:
     return sum(embedder.count_tokens(t) for t in texts)
 
 
-def _record(cid: str, c: Chunk, se: Sourced, title: str | None, vector: Sequence[float],
+def chunk_record(cid: str, c: Chunk, se: Sourced, title: str | None, vector: Sequence[float],
             now: datetime) -> ChunkRecord:
     ev = se.event
     return ChunkRecord(
