@@ -29,9 +29,10 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from tqdm import tqdm
 
 from freshet.errors import ConfigError, FreshetError
+from freshet.retire import forget_generation
 from freshet.settings import Settings
 from ops import procs
-from schemas.applied import ProgressRecord, parse_applied
+from schemas.applied import ProgressRecord, generation_prefixes, parse_applied
 from schemas.change import document_key
 from schemas.generations import ACTIVE_KEY, GENERATION_SETTINGS, GenerationRecord, generation_key
 from workers.generation import adopt, generation_of, generation_record, generation_settings, read_generations
@@ -123,7 +124,8 @@ class ProgressReader:
     def poll(self) -> None:
         for batch in self._consumer.poll(timeout_ms=500, max_records=50_000).values():
             for r in batch:
-                if r.value is None:
+                if r.value is None:  # a retired run of this generation, tombstoned before it was built again
+                    self._forget(r.key)
                     continue
                 try:
                     rec = parse_applied(r.value)
@@ -135,6 +137,14 @@ class ProgressReader:
                     self.through[rec.partition] = max(rec.through, self.through.get(rec.partition, 0))
                 else:
                     self.documents.add(document_key(rec.tenant, rec.doc_id))
+
+    def _forget(self, key: bytes | None) -> None:
+        text = (key or b"").decode("utf-8", "replace")
+        doc, progress = generation_prefixes(self._generation)
+        if text.startswith(progress) and text[len(progress):].isdigit():
+            self.through.pop(int(text[len(progress):]), None)
+        elif text.startswith(doc):
+            self.documents.discard(text[len(doc):])
 
     def ends(self) -> dict[int, int]:
         """The changes topic's end offsets now."""
@@ -205,7 +215,7 @@ def run_reindex(settings: Settings, overrides: dict[str, str], *, builders: int 
                 timeout: float | None = None, progress: bool = True) -> ReindexReport:
     """Build the generation ``overrides`` make from the active one, switch to it and retire the old."""
     started = time.monotonic()
-    active, _ = read_generations(settings)
+    active, known = read_generations(settings)
     current = adopt(settings, "indexer", active)
     old = active or first_generation(current)
     target, record = generation_record(current, dict(overrides), names=settings, state="building",
@@ -216,6 +226,11 @@ def run_reindex(settings: Settings, overrides: dict[str, str], *, builders: int 
         return report
     if generation_of(current).vectors_compatible(generation_of(target)):
         target = target.model_copy(update={"reuse_vectors_from": old.collection})
+    earlier = known.get(record.generation)
+    if earlier is not None and earlier.state == "retired":  # built, switched to and away from before
+        removed = forget_generation(settings, earlier)
+        report.notes.append(f"generation {record.generation} was retired before: built again from scratch "
+                            f"(removed {', '.join(removed) or 'nothing'})")
     publish_generation(settings, record)
     ports = start_builders(target, builders)
     log.info("reindex_building", generation=record.generation, collection=record.collection,
@@ -244,7 +259,7 @@ def run_reindex(settings: Settings, overrides: dict[str, str], *, builders: int 
         return report
     stop_builders(settings, record.generation)
     _grace(settings.generation_grace_seconds, progress)
-    _drop(settings, old)
+    report.notes += _drop(settings, old)
     report.dropped = True
     report.seconds = time.monotonic() - started
     return report
@@ -286,7 +301,9 @@ def _grace(seconds: float, progress: bool) -> None:
     time.sleep(seconds - int(seconds))
 
 
-def _drop(settings: Settings, old: GenerationRecord) -> None:
+def _drop(settings: Settings, old: GenerationRecord) -> list[str]:
+    """Delete the old generation's collection, mark it retired, then remove its footprint in Kafka
+    (:func:`freshet.retire.forget_generation`); return notes on what could not be removed."""
     from workers.weaviate_store import client_for
 
     client = client_for(settings)
@@ -296,6 +313,12 @@ def _drop(settings: Settings, old: GenerationRecord) -> None:
         client.close()
     publish_generation(settings, old.model_copy(update={"state": "retired", "at": datetime.now(UTC)}))
     log.info("reindex_retired", generation=old.generation, collection=old.collection)
+    try:
+        forget_generation(settings, old)
+    except FreshetError as exc:  # the switch is done; a rebuild of this generation removes it first
+        log.warning("generation_footprint_left", generation=old.generation, error=str(exc))
+        return [f"the retired generation {old.generation}'s consumer groups/topics were not all removed: {exc}"]
+    return []
 
 
 def status_lines(settings: Settings) -> list[str]:

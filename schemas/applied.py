@@ -65,6 +65,11 @@ def progress_key(partition: int, generation: str | None = None) -> bytes:
     return (f"\x00progress/{generation}/{partition}" if generation else f"\x00progress/{partition}").encode()
 
 
+def generation_prefixes(generation: str) -> tuple[str, str]:
+    """How the keys of ``generation``'s document records and progress records begin."""
+    return f"{generation}{GENERATION_SEPARATOR}", f"\x00progress/{generation}/"
+
+
 def parse_applied(value: bytes) -> AppliedRecord | ProgressRecord:
     """Decode one record of the applied topic."""
     raw = json.loads(value)

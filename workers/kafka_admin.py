@@ -186,3 +186,28 @@ def describe_topics(bootstrap: KafkaAccess | str, names: Iterable[str], *, led: 
                                     replication=min((len(p.get("replica_nodes", [])) for p in parts), default=0),
                                     compacted="compact" in (policies.get(t["name"]) or "").split(","))
     return out
+
+
+def delete_footprint(bootstrap: KafkaAccess | str, groups: Sequence[str], topics: Sequence[str]) -> list[str]:
+    """Delete the consumer ``groups`` (their committed positions) and ``topics`` that exist; return
+    what was deleted. Raises :class:`ConfigError` when a group still has members (something still
+    consumes with it) or the principal may not delete, :class:`TransientError` on other faults."""
+    admin = admin_client(bootstrap)
+    try:
+        known = {g["group_id"] for g in admin.list_groups()} & set(groups)
+        deleted: list[str] = []
+        if known:
+            refused = {g: r for g, r in admin.delete_groups(sorted(known)).items() if r != "OK"}  # group: OK | error
+            if refused:
+                raise ConfigError(f"consumer groups not deleted (still in use, or not allowed): {refused}")
+            deleted += sorted(known)
+        present = sorted(set(topics) & set(admin.list_topics()))
+        if present:
+            admin.delete_topics(present)
+            deleted += present
+        return deleted
+    except (KafkaError, OSError) as exc:
+        raise TransientError(f"cannot delete {list(groups) + list(topics)} on Kafka at {bootstrap}: {exc}") from exc
+    finally:
+        admin.close()
+

@@ -21,6 +21,13 @@ def state_changelog(consumer_group_prefix: str) -> str:
     return f"{consumer_group_prefix}-indexer-doc-state-changelog"
 
 
+def indexer_footprint(consumer_group_prefix: str) -> tuple[list[str], list[str]]:
+    """The consumer groups and Faust topics the indexers of one consumer-group prefix own (by exact
+    name: a first generation's prefix is shared with the query workers and the Debezium bridge)."""
+    app = f"{consumer_group_prefix}-indexer"
+    return [app], [state_changelog(consumer_group_prefix), f"{app}-__assignor-__leader"]
+
+
 @dataclass(frozen=True, slots=True)
 class TopicFacts:
     """What the cluster says of one existing topic."""

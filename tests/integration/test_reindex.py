@@ -148,6 +148,24 @@ def test_reindex_switches_generation_with_no_error_reply_and_reuses_unchanged_ve
     assert (now.model_backend, now.chunk_min_chars) == ("onnx-int8", 400)  # the chunker setting carried over
     assert run_verify(now) == []
 
+    # back to the first reindex's settings: a generation retired before is built again from scratch,
+    # not resumed from its old consumer groups, state and progress over a new, empty collection
+    third = run_reindex(pipeline, {"model_backend": pipeline.model_backend}, progress=False, timeout=600)
+    assert third.generation == report.generation and third.collection == report.collection
+    assert third.switched and third.chunks_embedded + third.chunks_reused > 0 and third.documents >= 13, third
+    active, known = read_generations(pipeline)
+    assert active is not None and active.generation == report.generation and known[second.generation].state == "retired"
+    again = adopt(pipeline, "indexer", active)
+    assert run_verify(again) == []
+    client = SearchClient(pipeline.kafka_access, request_topic=pipeline.topic_requests,
+                          reply_topic=pipeline.topic_replies)
+    try:
+        reply = client.search("how deltas grow where rivers meet the sea", mode="vector", top_k=3)
+    finally:
+        client.close()
+    assert reply.status == "ok" and reply.generation == report.generation and len(reply.hits) == 3, reply
+    assert any("was retired before" in n for n in third.notes), third.notes
+
 
 def test_a_reindex_whose_builder_is_killed_resumes_where_it_stopped(endpoints: Endpoints, tmp_path: Path) -> None:
     settings = make_settings(endpoints, tmp_path).model_copy(update={"index_batch_size": 2})
