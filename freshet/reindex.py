@@ -111,6 +111,7 @@ class ProgressReader:
 
     def __init__(self, settings: Settings, generation: str) -> None:
         self._generation = generation
+        self._prefixes = generation_prefixes(generation)  # of its document and progress record keys
         self._consumer = KafkaConsumer(**settings.kafka_access.kafka_python(), enable_auto_commit=False,
                                        group_id=None, client_id="freshet-reindex")
         parts = self._consumer.partitions_for_topic(settings.topic_applied) or set()
@@ -140,7 +141,7 @@ class ProgressReader:
 
     def _forget(self, key: bytes | None) -> None:
         text = (key or b"").decode("utf-8", "replace")
-        doc, progress = generation_prefixes(self._generation)
+        doc, progress = self._prefixes
         if text.startswith(progress) and text[len(progress):].isdigit():
             self.through.pop(int(text[len(progress):]), None)
         elif text.startswith(doc):

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 
 import faust
 import structlog
 
-from freshet.errors import ConfigError, TransientError
+from freshet.errors import ConfigError
 from freshet.log import logging_config
 from freshet.settings import Settings
 from streams import bridge, dashboard, telemetry, web
@@ -23,7 +22,7 @@ from workers.generation import adopt, check_generation, read_generations
 from workers.indexing import Indexer
 from workers.kafka_admin import describe_topics, ensure_topics, wait_for_broker, wait_for_topics
 from workers.probes import Probes
-from workers.retry import backoff_delays
+from workers.retry import within
 from workers.search import Searcher
 from workers.stats import IndexerStats, QueryStats
 from workers.telemetry import SnapshotBuilder
@@ -101,18 +100,7 @@ def prepare_topics(settings: Settings, role: Role) -> None:
     A transient fault (a broker away, or one that has not yet heard of a topic another broker
     listed) is waited out with backoff until ``FRESHET_START_TIMEOUT_SECONDS``, then raised.
     """
-    deadline = time.monotonic() + settings.start_timeout_seconds
-    delay = backoff_delays(cap=5.0)
-    attempt = 0
-    while True:
-        try:
-            return _prepare_topics(settings, role)
-        except TransientError as exc:
-            attempt += 1
-            if time.monotonic() + delay(attempt) > deadline:
-                raise
-            log.warning("topics_not_ready_retrying", attempt=attempt, retry_in=delay(attempt), error=str(exc))
-            time.sleep(delay(attempt))
+    within(lambda: _prepare_topics(settings, role), timeout=settings.start_timeout_seconds, what="topics")
 
 
 def _prepare_topics(settings: Settings, role: Role) -> None:

@@ -109,11 +109,8 @@ def compact_existing(admin: KafkaAdminClient, names: Sequence[str], bootstrap: K
     then raised ``ValueError`` unless ``raise_on_unknown=False``. :class:`ConfigError` when the
     principal may not alter the topic's configuration.
     """
-    policies = cleanup_policies(admin, names)
-    unknown = sorted(n for n, p in policies.items() if p is None)
-    if unknown:
-        raise TransientError(f"Kafka at {bootstrap} does not know topics {unknown} yet (a broker catching up)")
-    todo = sorted(n for n, p in policies.items() if p is not None and "compact" not in p.split(","))
+    policies = cleanup_policies(admin, names, bootstrap)
+    todo = sorted(n for n, p in policies.items() if "compact" not in p.split(","))
     if not todo:
         return []
     answer = admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, n, configs={"cleanup.policy": "compact"})
@@ -128,16 +125,19 @@ def compact_existing(admin: KafkaAdminClient, names: Sequence[str], bootstrap: K
     return todo
 
 
-def cleanup_policies(admin: KafkaAdminClient, names: Sequence[str]) -> dict[str, str | None]:
-    """Each of ``names``' ``cleanup.policy`` as the answering broker knows it; ``None`` for a topic it
-    has not heard of (its answer then carries no entry at all, not even the default)."""
+def cleanup_policies(admin: KafkaAdminClient, names: Sequence[str], bootstrap: KafkaAccess | str) -> dict[str, str]:
+    """Each of ``names``' ``cleanup.policy`` as the answering broker knows it. Raises
+    :class:`TransientError` for a topic it has not heard of (listed by another broker; its answer then
+    carries no entry at all, not even the default)."""
     if not names:
         return {}
     described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n, configs={"cleanup.policy": None})
                                         for n in names], config_filter="all")
     topics = described.get("topic", {})
-    return {n: (str(topics[n]["cleanup.policy"]["value"]) if "cleanup.policy" in topics.get(n, {}) else None)
-            for n in names}
+    unknown = sorted(n for n in names if "cleanup.policy" not in topics.get(n, {}))
+    if unknown:
+        raise TransientError(f"Kafka at {bootstrap} does not know topics {unknown} yet (a broker catching up)")
+    return {n: str(topics[n]["cleanup.policy"]["value"]) for n in names}
 
 
 def wait_for_topics(bootstrap: KafkaAccess | str, names: Iterable[str], *, timeout: float) -> None:
@@ -167,14 +167,11 @@ def describe_topics(bootstrap: KafkaAccess | str, names: Iterable[str], *, led: 
         if not wanted:
             return {}
         described = admin.describe_topics(wanted)
-        policies = cleanup_policies(admin, wanted)
+        policies = cleanup_policies(admin, wanted, bootstrap)
     except (KafkaError, OSError) as exc:
         raise TransientError(f"cannot describe topics on Kafka at {bootstrap}: {exc}") from exc
     finally:
         admin.close()
-    unknown = sorted(n for n, p in policies.items() if p is None)
-    if unknown:  # listed by one broker, unheard of by the one answering for configurations
-        raise TransientError(f"Kafka at {bootstrap} does not know topics {unknown} yet (a broker catching up)")
     out: dict[str, TopicFacts] = {}
     for t in described:
         if t.get("error_code", 0) != 0:
@@ -184,7 +181,7 @@ def describe_topics(bootstrap: KafkaAccess | str, names: Iterable[str], *, led: 
             continue
         out[t["name"]] = TopicFacts(partitions=len(parts),
                                     replication=min((len(p.get("replica_nodes", [])) for p in parts), default=0),
-                                    compacted="compact" in (policies.get(t["name"]) or "").split(","))
+                                    compacted="compact" in policies.get(t["name"], "").split(","))
     return out
 
 
@@ -210,4 +207,3 @@ def delete_footprint(bootstrap: KafkaAccess | str, groups: Sequence[str], topics
         raise TransientError(f"cannot delete {list(groups) + list(topics)} on Kafka at {bootstrap}: {exc}") from exc
     finally:
         admin.close()
-

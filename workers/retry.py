@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -34,3 +35,21 @@ async def until_done(fn: Callable[..., Awaitable[T]], *args: Any, what: str, cap
             wait = delay(attempt)
             log.warning("transient_fault_retrying", what=what, attempt=attempt, retry_in=wait, error=str(exc))
             await asyncio.sleep(wait)
+
+
+def within(fn: Callable[[], T], *, timeout: float, what: str, cap: float = 5.0) -> T:
+    """Run ``fn()`` until it succeeds, sleeping with backoff after each :class:`TransientError`, for
+    at most ``timeout`` seconds; the last fault is raised once the next wait would pass it (for
+    start-up steps, which must end; :func:`until_done` never gives up)."""
+    deadline = time.monotonic() + timeout
+    delay = backoff_delays(cap=cap)
+    attempt = 0
+    while True:
+        try:
+            return fn()
+        except TransientError as exc:
+            attempt += 1
+            if time.monotonic() + delay(attempt) > deadline:
+                raise
+            log.warning("transient_fault_retrying", what=what, attempt=attempt, retry_in=delay(attempt), error=str(exc))
+            time.sleep(delay(attempt))

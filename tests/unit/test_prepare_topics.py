@@ -7,6 +7,7 @@ import pytest
 from freshet.errors import TransientError
 from freshet.settings import Settings
 from streams import worker
+from workers import retry
 
 
 def test_transient_faults_while_preparing_topics_are_retried(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -20,7 +21,7 @@ def test_transient_faults_while_preparing_topics_are_retried(monkeypatch: pytest
             raise faults.pop(0)
 
     monkeypatch.setattr(worker, "_prepare_topics", prepare)
-    monkeypatch.setattr(worker.time, "sleep", slept.append)
+    monkeypatch.setattr(retry.time, "sleep", slept.append)
     worker.prepare_topics(Settings(start_timeout_seconds=60), "indexer")
     assert calls == ["indexer"] * 3 and slept == [0.5, 1.0]
 
@@ -35,8 +36,8 @@ def test_a_fault_lasting_past_the_start_timeout_is_raised(monkeypatch: pytest.Mo
         clock[0] += seconds
 
     monkeypatch.setattr(worker, "_prepare_topics", prepare)
-    monkeypatch.setattr(worker.time, "sleep", sleep)
-    monkeypatch.setattr(worker.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(retry.time, "sleep", sleep)
+    monkeypatch.setattr(retry.time, "monotonic", lambda: clock[0])
     with pytest.raises(TransientError, match="broker away"):
         worker.prepare_topics(Settings(start_timeout_seconds=10), "query")
     assert 5.0 < clock[0] <= 10.0
