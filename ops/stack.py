@@ -32,6 +32,7 @@ from freshet.settings import KAFKA_VERSION, WEAVIATE_VERSION, Settings
 from ops import cluster, install, procs, secure
 from ops.cluster import KafkaNode, Layout, Shape, WeaviateNode, Worker
 from workers.kafka_admin import admin_client, broker_info, ensure_topics
+from workers.retry import within
 
 log = structlog.get_logger(__name__)
 
@@ -125,9 +126,10 @@ class Stack:
         self._stop_extra_workers()
         if "kafka" in wanted:
             self._start_kafka()
-            ensure_topics(self.s.kafka_access, self.s.topics(), partitions=self.s.topic_partitions,
-                          replication=self.s.topic_replication,
-                          compacted=[self.s.topic_applied, self.s.topic_generations])
+            within(lambda: ensure_topics(self.s.kafka_access, self.s.topics(), partitions=self.s.topic_partitions,
+                                         replication=self.s.topic_replication,
+                                         compacted=[self.s.topic_applied, self.s.topic_generations]),
+                   timeout=self.s.start_timeout_seconds, what="topics")  # brokers still catching up, restarted
         if "weaviate" in wanted:
             self._start_weaviate()
             if self.secrets is not None:
