@@ -198,6 +198,7 @@ def test_with_multi_tenancy_chunks_go_to_their_tenant_shard_and_misplaced_ones_l
 def test_verify_repair_reports_the_counts_then_verifies_again(monkeypatch: pytest.MonkeyPatch) -> None:
     from click.testing import CliRunner
 
+    import freshet.cli
     import freshet.verify
     from freshet.cli import verify
     from freshet.settings import Settings
@@ -208,6 +209,7 @@ def test_verify_repair_reports_the_counts_then_verifies_again(monkeypatch: pytes
     monkeypatch.setattr(freshet.verify, "run_repair", lambda s: RepairReport(
         ["'a': Weaviate has 0 unexpected and lacks 2 chunks"], 2, 3, 1, 0, 1, ["'z': no indexer state"], 4.2))
     monkeypatch.setattr(freshet.verify, "run_verify", lambda s, vectors: verified.append(vectors) or after)
+    monkeypatch.setattr(freshet.cli, "_active", lambda s: s)  # no generations topic to read: a unit test
     out = CliRunner().invoke(verify, ["--repair"], obj=Settings())
     assert out.exit_code == 0 and verified == [False], out.output
     assert "lacks 2 chunks" in out.output and "skipped 'z'" in out.output
