@@ -55,7 +55,7 @@ def wait_for_broker(bootstrap: KafkaAccess | str, *, timeout: float) -> BrokerIn
 
 
 def broker_info(bootstrap: KafkaAccess | str) -> BrokerInfo:
-    admin = admin_client(bootstrap, timeout=5.0)
+    admin = admin_client(bootstrap, timeout=10.0)  # a SASL_SSL refusal on a loaded machine took over 5 s to show
     try:
         cluster = admin.describe_cluster()
         brokers = cluster.get("brokers", [])
