@@ -137,36 +137,51 @@ def _ephemeral_low() -> int:
         return 32768
 
 
+_handed_out: set[int] = set()
+"""Ports :func:`free_port` gave this process: nothing listens on them until their server starts, so a
+bind test alone would hand the same port out twice (seen in CI: a secured stack's Kafka controller and
+its query worker both drew 21220, and the worker could not start)."""
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on right now, below the kernel's ephemeral range: a port from that
-    range (what binding port 0 gives) can be taken as the source port of any outgoing connection
-    between this choice and the server's bind (seen: a Weaviate node's gRPC port, "address already
-    in use")."""
+    """A TCP port nothing listens on right now and this process has not handed out before, below the
+    kernel's ephemeral range: a port from that range (what binding port 0 gives) can be taken as the
+    source port of any outgoing connection between this choice and the server's bind (seen: a Weaviate
+    node's gRPC port, "address already in use")."""
     low = _ephemeral_low()
     if low > 20_000:
         for _ in range(200):
             port = random.randrange(20_000, low)
-            with socket.socket() as s:
-                try:
-                    s.bind((host, port))
-                except OSError:
-                    continue
-                return port
+            if port in _handed_out or not _bindable(host, port):
+                continue
+            _handed_out.add(port)
+            return port
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind((host, 0))
+            port = int(s.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise OSError(f"no free port found on {host}")
+
+
+def _bindable(host: str, port: int) -> bool:
     with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
 
 
 def free_port_pair(host: str = "127.0.0.1") -> int:
-    """A port ``p`` such that nothing listens on ``p`` nor ``p + 1`` right now (Weaviate on one host
-    wants its data port one above its gossip port, its Raft RPC port one above its Raft port)."""
+    """A port ``p`` such that nothing listens on ``p`` nor ``p + 1`` right now and neither was handed
+    out before (Weaviate on one host wants its data port one above its gossip port, its Raft RPC port
+    one above its Raft port)."""
     for _ in range(100):
         port = free_port(host)
-        if port < 65535:
-            with socket.socket() as s:
-                try:
-                    s.bind((host, port + 1))
-                except OSError:
-                    continue
+        if port < 65535 and port + 1 not in _handed_out and _bindable(host, port + 1):
+            _handed_out.add(port + 1)
             return port
     raise OSError(f"no two consecutive free ports found on {host}")
