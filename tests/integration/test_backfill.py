@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from freshet.backfill import SOURCE_FIELD, Options, checkpoint_path, run_backfill
+from freshet.backfill import Options, checkpoint_path, run_backfill
 from freshet.cli import main
 from freshet.client import SearchClient
 from freshet.settings import Settings
 from tests.integration.helpers import records_now, stored
+from workers.backfill_plan import SOURCE_FIELD
 
 pytestmark = pytest.mark.integration
 

@@ -9,26 +9,21 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from freshet.backfill import (
+from freshet.backfill import Options, Summary, _Acks, _publish_items, discover, read_items
+from freshet.client import Position
+from freshet.errors import FreshetError, TransientError
+from schemas.change import MAX_VERSION, ChangeEvent, document_key
+from workers.backfill_plan import (
     SOURCE_FIELD,
     Item,
     Latest,
-    Options,
-    Summary,
-    _Acks,
-    _publish_items,
-    discover,
     is_pending,
     latest_by_key,
     line_item,
     parse_version,
     plan_deletes,
     plan_upsert,
-    read_items,
 )
-from freshet.client import Position
-from freshet.errors import FreshetError, TransientError
-from schemas.change import MAX_VERSION, ChangeEvent, document_key
 from workers.planning import Sourced
 
 SRC = "/data/docs"
