@@ -25,18 +25,15 @@ import hashlib
 import os
 import sys
 import time
-from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 import structlog
 from pydantic import BaseModel, ValidationError
 from tqdm import tqdm
 
-from freshet.client import AppliedWatcher, DocumentPublisher, Position
+from freshet.client import AppliedWatcher, DocumentPublisher
 from freshet.errors import FreshetError
 from freshet.publishing import wait_applied
 from freshet.settings import Settings
@@ -44,6 +41,7 @@ from freshet.verify import read_changes
 from schemas.change import ChangeEvent
 from workers.backfill_plan import (
     SOURCE_FIELD,
+    Acks,
     Cursor,
     Item,
     Latest,
@@ -58,7 +56,6 @@ from workers.backfill_plan import (
 log = structlog.get_logger(__name__)
 
 DEFAULT_GLOBS = ("*.md", "*.markdown", "*.txt")
-MAX_IN_FLIGHT = 1000
 
 
 class Checkpoint(BaseModel):
@@ -164,56 +161,6 @@ def _line_items(path: Path, opts: Options, source: str) -> Iterator[Item]:
                 yield item
 
 
-class _Acks:
-    """Sent inputs in order; the position moves past an input once it and every input before it are
-    acknowledged (acks of different partitions come back in any order). ``save(after, acked)`` is
-    called every ``every`` acknowledged events."""
-
-    def __init__(self, save: Any, every: int) -> None:
-        self._queue: deque[tuple[Cursor, Future[Position] | None]] = deque()
-        self._save, self._every = save, every
-        self.after: Cursor | None = None
-        self.acked = 0
-        self._saved_at = 0
-
-    def add(self, cursor: Cursor, fut: Future[Position] | None) -> None:
-        """Queue an input (``fut`` None: nothing sent for it, it only moves the position)."""
-        self._queue.append((cursor, fut))
-        self.drain(block=len(self._queue) > MAX_IN_FLIGHT)
-
-    def drain(self, *, block: bool = False) -> None:
-        """Move the position past every acknowledged input at the head; ``block``: wait for the head's
-        acknowledgement. A failed publish raises, the position staying before it."""
-        while self._queue:
-            cursor, fut = self._queue[0]
-            if fut is not None:
-                if not (block or fut.done()):
-                    break
-                fut.result(timeout=120)
-                self.acked += 1
-            self._queue.popleft()
-            self.after = cursor
-            if self.acked - self._saved_at >= self._every:
-                self.save()
-
-    def salvage(self) -> None:
-        """After an interruption: keep what was acknowledged (without raising), and save it."""
-        while self._queue:
-            cursor, fut = self._queue[0]
-            if fut is not None:
-                if not fut.done() or fut.exception() is not None:
-                    break
-                self.acked += 1
-            self._queue.popleft()
-            self.after = cursor
-        self.save()
-
-    def save(self) -> None:
-        if self.after is not None:
-            self._save(self.after, self.acked)
-            self._saved_at = self.acked
-
-
 def run_backfill(settings: Settings, src: Path, opts: Options) -> Summary:
     """Publish ``src`` (a directory or a JSON-lines file) as change events; see the module docstring."""
     started = time.monotonic()
@@ -235,7 +182,7 @@ def run_backfill(settings: Settings, src: Path, opts: Options) -> Summary:
         tmp.replace(cp_path)
 
     summary = Summary()
-    acks = _Acks(save, opts.checkpoint_every)
+    acks = Acks(save, opts.checkpoint_every)
     wanted: dict[str, int] = {}
     watcher = AppliedWatcher(settings.kafka_access, settings.topic_applied) if opts.wait else None  # before sending
     try:
@@ -281,7 +228,7 @@ def run_backfill(settings: Settings, src: Path, opts: Options) -> Summary:
 
 
 def _publish_items(items: Iterator[Item], total: int, after: Cursor | None, opts: Options,
-                   latest: Mapping[str, Latest], publisher: DocumentPublisher, acks: _Acks,
+                   latest: Mapping[str, Latest], publisher: DocumentPublisher, acks: Acks,
                    wanted: dict[str, int], summary: Summary) -> tuple[set[str], int]:
     """Publish every pending item; returns the keys of every document present and how many inputs
     name none."""

@@ -14,12 +14,16 @@
   knows which documents of the topic this source published. :func:`latest_by_key` folds the changes
   topic into each document's newest state as the indexer sees it; :func:`plan_upsert` leaves out what
   is unchanged there (its version not above the latest).
+* :class:`Acks` holds the sent inputs in order and moves the checkpoint's position past an input once it
+  and every input before it are acknowledged.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
@@ -34,6 +38,9 @@ MARKDOWN_SUFFIXES = frozenset({".md", ".markdown"})
 SOURCE_FIELD = "source"
 #: Fields a JSON line may carry besides the version field (``op`` and ``version`` are the backfill's).
 LINE_FIELDS = frozenset({"doc_id", "content", "title", "metadata", "tenant", "content_type", "event_id", "event_time"})
+
+MAX_IN_FLIGHT = 1000
+"""Sent inputs awaiting their acknowledgement before :meth:`Acks.add` waits for the oldest."""
 
 Cursor = str | int
 """Where an input sits in the sorted input: a file's relative path, or a line number."""
@@ -163,3 +170,53 @@ def is_pending(cursor: Cursor, after: Cursor | None) -> bool:
     if isinstance(cursor, int) and isinstance(after, int):
         return cursor > after
     return str(cursor) > str(after)
+
+
+class Acks:
+    """Sent inputs in order; the position moves past an input once it and every input before it are
+    acknowledged (acks of different partitions come back in any order). ``save(after, acked)`` is
+    called every ``every`` acknowledged events."""
+
+    def __init__(self, save: Callable[[Cursor, int], None], every: int) -> None:
+        self._queue: deque[tuple[Cursor, Future[Any] | None]] = deque()
+        self._save, self._every = save, every
+        self.after: Cursor | None = None
+        self.acked = 0
+        self._saved_at = 0
+
+    def add(self, cursor: Cursor, fut: Future[Any] | None) -> None:
+        """Queue an input (``fut`` None: nothing sent for it, it only moves the position)."""
+        self._queue.append((cursor, fut))
+        self.drain(block=len(self._queue) > MAX_IN_FLIGHT)
+
+    def drain(self, *, block: bool = False) -> None:
+        """Move the position past every acknowledged input at the head; ``block``: wait for the head's
+        acknowledgement. A failed publish raises, the position staying before it."""
+        while self._queue:
+            cursor, fut = self._queue[0]
+            if fut is not None:
+                if not (block or fut.done()):
+                    break
+                fut.result(timeout=120)
+                self.acked += 1
+            self._queue.popleft()
+            self.after = cursor
+            if self.acked - self._saved_at >= self._every:
+                self.save()
+
+    def salvage(self) -> None:
+        """After an interruption: keep what was acknowledged (without raising), and save it."""
+        while self._queue:
+            cursor, fut = self._queue[0]
+            if fut is not None:
+                if not fut.done() or fut.exception() is not None:
+                    break
+                self.acked += 1
+            self._queue.popleft()
+            self.after = cursor
+        self.save()
+
+    def save(self) -> None:
+        if self.after is not None:
+            self._save(self.after, self.acked)
+            self._saved_at = self.acked

@@ -9,12 +9,13 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from freshet.backfill import Options, Summary, _Acks, _publish_items, discover, read_items
+from freshet.backfill import Options, Summary, _publish_items, discover, read_items
 from freshet.client import Position
 from freshet.errors import FreshetError, TransientError
 from schemas.change import MAX_VERSION, ChangeEvent, document_key
 from workers.backfill_plan import (
     SOURCE_FIELD,
+    Acks,
     Item,
     Latest,
     is_pending,
@@ -167,7 +168,7 @@ def done(ok: bool = True) -> Future[Position]:
 
 def test_the_position_moves_only_past_a_prefix_of_acknowledged_events() -> None:
     saved: list[tuple[object, int]] = []
-    acks = _Acks(lambda after, n: saved.append((after, n)), every=2)
+    acks = Acks(lambda after, n: saved.append((after, n)), every=2)
     late: Future[Position] = Future()
     acks.add("a", done())
     acks.add("b", late)  # not acknowledged yet
@@ -199,7 +200,7 @@ def test_an_interrupted_run_resumes_after_the_last_acknowledged_event(tmp_path: 
     for i in range(6):
         write(tmp_path, f"d{i}.md", f"# Doc {i}")
     saved: list[tuple[object, int]] = []
-    acks = _Acks(lambda after, n: saved.append((after, n)), every=1)
+    acks = Acks(lambda after, n: saved.append((after, n)), every=1)
     crashing = Publisher(fail_at=4)
     with pytest.raises(TransientError):
         _publish_items(iter(items_of(tmp_path)), 0, None, Options(), {}, crashing, acks, {},  # type: ignore[arg-type]
@@ -211,7 +212,7 @@ def test_an_interrupted_run_resumes_after_the_last_acknowledged_event(tmp_path: 
     summary, again = Summary(), Publisher()
     latest = {"d3.md": Latest(2**62, False, SRC)}
     present, unnamed = _publish_items(iter(items_of(tmp_path)), 0, saved[-1][0], Options(), latest, again,  # type: ignore[arg-type]
-                                      _Acks(lambda *_: None, 1), {}, summary)
+                                      Acks(lambda *_: None, 1), {}, summary)
     assert [e.doc_id for e in again.sent] == ["d4.md", "d5.md"]
     assert (summary.resumed, summary.unchanged, summary.published) == (3, 1, 2)
     assert present == {f"d{i}.md" for i in range(6)} and unnamed == 0
@@ -222,8 +223,8 @@ def test_strict_stops_at_the_first_bad_input_and_skipping_counts_it(tmp_path: Pa
     path.write_text('{"doc_id": "a", "content": "A"}\nnot json\n{"doc_id": "c", "content": "C"}\n', encoding="utf-8")
     with pytest.raises(FreshetError, match=r"in.jsonl:2: not JSON \(--strict\)"):
         _publish_items(iter(items_of(path)), 0, None, Options(strict=True), {}, Publisher(),  # type: ignore[arg-type]
-                       _Acks(lambda *_: None, 1), {}, Summary())
+                       Acks(lambda *_: None, 1), {}, Summary())
     summary, pub = Summary(), Publisher()
     _, unnamed = _publish_items(iter(items_of(path)), 0, None, Options(), {}, pub,  # type: ignore[arg-type]
-                                _Acks(lambda *_: None, 1), {}, summary)
+                                Acks(lambda *_: None, 1), {}, summary)
     assert [e.doc_id for e in pub.sent] == ["a", "c"] and (summary.errors, unnamed) == (1, 1)
