@@ -331,7 +331,8 @@ def dlq_list(settings: Settings, as_json: bool) -> None:
     """The dead letters grouped by reason and source topic: counts, first and last positions, samples."""
     from dataclasses import asdict
 
-    from freshet.dlq import group_letters, read_dead_letters
+    from freshet.dlq import read_dead_letters
+    from workers.dead_letters import group_letters
 
     try:
         groups = group_letters(read_dead_letters(settings))
@@ -361,7 +362,8 @@ def dlq_show(settings: Settings, position: str, as_json: bool) -> None:
     """One dead letter in full. POSITION is PARTITION:OFFSET on the dead-letter topic, or OFFSET alone
     when only one partition has that offset."""
     from freshet.dlq import as_json as letter_json
-    from freshet.dlq import read_dead_letters, resolve_position, show_lines
+    from freshet.dlq import read_dead_letters, show_lines
+    from workers.dead_letters import resolve_position
 
     try:
         letter = resolve_position(position, read_dead_letters(settings), settings.topic_dead_letter)
@@ -388,15 +390,8 @@ def dlq_replay(settings: Settings, reasons: tuple[str, ...], since: str | None, 
     freshet.replay.of); truncated ones and those replayed before are skipped."""
     from datetime import UTC, datetime
 
-    from freshet.dlq import (
-        Selection,
-        parse_since,
-        plan_replay,
-        publish_replays,
-        read_dead_letters,
-        read_ledger,
-        summary_line,
-    )
+    from freshet.dlq import publish_replays, read_dead_letters, read_ledger
+    from workers.dead_letter_replay import Selection, parse_since, plan_replay, summary_line
 
     try:
         selection = Selection(frozenset(reasons), frozenset(source_topics),

@@ -1,4 +1,5 @@
-"""freshet dlq's pure part: reading dead letters, grouping, positions, replay planning and records."""
+"""freshet dlq's pure part (workers.dead_letters, workers.dead_letter_replay) and its rendering: reading dead
+letters, grouping, positions, replay planning and records."""
 
 from __future__ import annotations
 
@@ -7,22 +8,19 @@ from types import SimpleNamespace
 
 import pytest
 
-from freshet.dlq import (
-    DeadLetter,
+from freshet.dlq import show_lines
+from freshet.errors import FreshetError
+from schemas.deadletter import REPLAY_DEAD_LETTER, REPLAY_OF, TRUNCATED, dead_letter_headers
+from workers.dead_letter_replay import (
     ReplayPlan,
     Selection,
-    from_record,
-    group_letters,
     ledger_from,
     parse_since,
     plan_replay,
     replay_record,
-    resolve_position,
-    show_lines,
     summary_line,
 )
-from freshet.errors import FreshetError
-from schemas.deadletter import REPLAY_DEAD_LETTER, REPLAY_OF, TRUNCATED, dead_letter_headers
+from workers.dead_letters import DeadLetter, from_record, group_letters, resolve_position
 
 DLT = "t.deadletter"
 CHANGES = "t.changes"
